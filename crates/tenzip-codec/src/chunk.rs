@@ -1,0 +1,101 @@
+//! One chunk: split into field streams, each coded as an [`entropy`](crate::entropy) block.
+
+use crate::{entropy, Error, Layout};
+
+/// Buffers reused from chunk to chunk: allocating and first-touching fresh stream buffers for every chunk
+/// costs as much as coding them. Keep one per thread.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    streams: Vec<Vec<u8>>,
+}
+
+impl Scratch {
+    fn streams(&mut self, count: usize) -> &mut [Vec<u8>] {
+        if self.streams.len() < count {
+            self.streams.resize_with(count, Vec::new);
+        }
+        &mut self.streams[..count]
+    }
+}
+
+/// Codes one chunk of values into `payload` (cleared first): one block per stream of `layout`, in order.
+///
+/// # Panics
+/// If `values.len()` is not a multiple of `layout.value_size()`; callers cut chunks on value boundaries.
+pub fn encode_chunk(layout: Layout, values: &[u8], scratch: &mut Scratch, payload: &mut Vec<u8>) {
+    assert_eq!(values.len() % layout.value_size(), 0, "{layout} chunks hold whole values");
+    payload.clear();
+    let streams = scratch.streams(layout.stream_count());
+    layout.split(values, streams);
+    for stream in streams.iter() {
+        entropy::encode_block(stream, payload);
+    }
+}
+
+/// Decodes a chunk written by [`encode_chunk`] into `out`, which must be exactly the chunk's original length.
+pub fn decode_chunk(layout: Layout, payload: &[u8], out: &mut [u8], scratch: &mut Scratch) -> Result<(), Error> {
+    if out.len() % layout.value_size() != 0 {
+        return Err(Error::ValueAlignment { len: out.len(), value_size: layout.value_size() });
+    }
+    let values = out.len() / layout.value_size();
+    let streams = scratch.streams(layout.stream_count());
+    let mut rest = payload;
+    for stream in streams.iter_mut() {
+        stream.clear();
+        stream.resize(values, 0);
+        let used = entropy::decode_block(rest, stream)?;
+        rest = &rest[used..];
+    }
+    if !rest.is_empty() {
+        return Err(Error::TrailingBytes(rest.len()));
+    }
+    layout.merge(streams, out);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(layout: Layout, values: &[u8]) -> usize {
+        let (mut scratch, mut payload) = (Scratch::default(), Vec::new());
+        encode_chunk(layout, values, &mut scratch, &mut payload);
+        let mut out = vec![0; values.len()];
+        decode_chunk(layout, &payload, &mut out, &mut scratch).unwrap();
+        assert_eq!(out, values, "{layout}");
+        payload.len()
+    }
+
+    #[test]
+    fn bf16_weights_compress() {
+        // Values clustered around 1.0 and -1.0, like a normalisation weight.
+        let values: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| (0x3f80u16 ^ ((i % 3) as u16) << 15 | (i.wrapping_mul(2654435761) >> 25) as u16).to_le_bytes())
+            .collect();
+        assert!(round_trip(Layout::Bf16, &values) < values.len() * 6 / 10);
+    }
+
+    #[test]
+    fn a_chunk_of_the_wrong_length_is_an_error() {
+        let mut scratch = Scratch::default();
+        assert_eq!(
+            decode_chunk(Layout::F32, &[], &mut [0; 6], &mut scratch),
+            Err(Error::ValueAlignment { len: 6, value_size: 4 })
+        );
+        let mut payload = Vec::new();
+        encode_chunk(Layout::Bytes, &[1, 2, 3], &mut scratch, &mut payload);
+        payload.push(0);
+        assert_eq!(decode_chunk(Layout::Bytes, &payload, &mut [0; 3], &mut scratch), Err(Error::TrailingBytes(1)));
+    }
+
+    proptest! {
+        #[test]
+        fn every_layout_round_trips(values in prop::collection::vec(any::<u8>(), 0..4096)) {
+            for layout in Layout::ALL {
+                let whole = values.len() / layout.value_size() * layout.value_size();
+                round_trip(layout, &values[..whole]);
+            }
+        }
+    }
+}

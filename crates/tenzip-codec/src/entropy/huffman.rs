@@ -1,0 +1,472 @@
+//! Canonical, length-limited Huffman coding of byte streams.
+//!
+//! Body layout: the code-length table, then three `u32 LE` byte lengths of sub-streams 0..2, then four
+//! bit-streams back to back. Sub-stream `k` codes the `k`-th quarter of the symbols; the decoder runs the four
+//! in lockstep so their table lookups overlap in the CPU instead of waiting on one another.
+//!
+//! Bits are written least-significant first and codes are stored bit-reversed, so the decoder peeks the
+//! next code with a mask and one table lookup. Codes are at most [`MAX_CODE_LEN`] bits, which keeps the
+//! table at 2^11 entries (4 KiB, resident in L1) and lets one 64-bit refill serve five symbols.
+//!
+//! Code-length table: `first symbol: u8`, `last symbol: u8`, then one nibble per symbol in
+//! `first..=last` (low nibble first), the code length or 0 for an absent symbol.
+
+use super::take;
+use crate::Error;
+
+/// Longest code, in bits.
+pub const MAX_CODE_LEN: u32 = 11;
+const TABLE_SIZE: usize = 1 << MAX_CODE_LEN;
+const TABLE_MASK: u64 = TABLE_SIZE as u64 - 1;
+/// Symbols a refill guarantees bits for: a refill leaves at least 56 bits, and 5 codes take at most 55.
+const SYMBOLS_PER_REFILL: usize = 5;
+const SUB_STREAMS: usize = 4;
+
+/// A prefix code: one length per symbol (0 for symbols that do not occur).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Code {
+    lengths: [u8; 256],
+}
+
+impl Code {
+    /// The optimal code for `histogram` whose lengths do not exceed [`MAX_CODE_LEN`]. The histogram must
+    /// have at least two symbols that occur.
+    pub fn from_histogram(histogram: &[u32; 256]) -> Code {
+        let mut lengths = unlimited_lengths(histogram);
+        limit_lengths(&mut lengths, histogram);
+        Code { lengths }
+    }
+
+    /// The block body size this code gives for `histogram`, table and framing included.
+    pub fn coded_len(&self, histogram: &[u32; 256]) -> usize {
+        let bits: u64 = histogram.iter().zip(&self.lengths).map(|(&count, &len)| u64::from(count) * u64::from(len)).sum();
+        let (first, last) = self.symbol_range();
+        let table_len = 2 + (usize::from(last - first) + 2) / 2;
+        // Each sub-stream may end in a partly filled byte.
+        table_len + 4 * (SUB_STREAMS - 1) + (bits / 8) as usize + SUB_STREAMS
+    }
+
+    fn symbol_range(&self) -> (u8, u8) {
+        let first = self.lengths.iter().position(|&len| len > 0).unwrap_or(0);
+        let last = self.lengths.iter().rposition(|&len| len > 0).unwrap_or(0);
+        (first as u8, last as u8)
+    }
+
+    /// Appends the block body (table, sub-stream lengths, sub-streams) coding `symbols`.
+    pub fn encode(&self, symbols: &[u8], out: &mut Vec<u8>) {
+        self.write_table(out);
+        let codes = self.reversed_codes();
+        let lengths_at = out.len();
+        out.extend_from_slice(&[0; 4 * (SUB_STREAMS - 1)]);
+        let quarter = symbols.len().div_ceil(SUB_STREAMS);
+        let mut sub_stream_ends = [0; SUB_STREAMS];
+        for (k, part) in symbols.chunks(quarter.max(1)).enumerate() {
+            encode_bits(part, &codes, out);
+            sub_stream_ends[k] = out.len();
+        }
+        let mut start = lengths_at + 4 * (SUB_STREAMS - 1);
+        for k in 0..SUB_STREAMS - 1 {
+            let end = sub_stream_ends[k].max(start);
+            let len = u32::try_from(end - start).expect("sub-streams are smaller than 4 GiB");
+            out[lengths_at + 4 * k..lengths_at + 4 * k + 4].copy_from_slice(&len.to_le_bytes());
+            start = end;
+        }
+    }
+
+    fn write_table(&self, out: &mut Vec<u8>) {
+        let (first, last) = self.symbol_range();
+        out.push(first);
+        out.push(last);
+        for pair in self.lengths[usize::from(first)..=usize::from(last)].chunks(2) {
+            out.push(pair[0] | pair.get(1).map_or(0, |&high| high << 4));
+        }
+    }
+
+    /// Reads a table written by `write_table`; returns the code and the bytes it took.
+    fn read_table(body: &[u8]) -> Result<(Code, usize), Error> {
+        let range = take(body, 0, 2, "Huffman table")?;
+        let (first, last) = (usize::from(range[0]), usize::from(range[1]));
+        if first > last {
+            return Err(Error::InvalidTable("first symbol after last symbol"));
+        }
+        let count = last - first + 1;
+        let nibbles = take(body, 2, count.div_ceil(2), "Huffman table")?;
+        let mut lengths = [0u8; 256];
+        for (i, len) in lengths[first..=last].iter_mut().enumerate() {
+            *len = (nibbles[i / 2] >> (4 * (i % 2))) & 0x0f;
+        }
+        let code = Code { lengths };
+        code.check_kraft()?;
+        Ok((code, 2 + nibbles.len()))
+    }
+
+    /// A decodable code has lengths of at most `MAX_CODE_LEN`, at least one symbol, and a Kraft sum of at
+    /// most one (an incomplete code is allowed; its unused table slots decode as length-0 sentinels).
+    fn check_kraft(&self) -> Result<(), Error> {
+        let mut kraft = 0u32;
+        for &len in &self.lengths {
+            if u32::from(len) > MAX_CODE_LEN {
+                return Err(Error::InvalidTable("code length over the limit"));
+            }
+            if len > 0 {
+                kraft += 1 << (MAX_CODE_LEN - u32::from(len));
+            }
+        }
+        match kraft {
+            0 => Err(Error::InvalidTable("no symbols")),
+            k if k > TABLE_SIZE as u32 => Err(Error::InvalidTable("lengths over-subscribe the code space")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Canonical codes (assigned in order of length, then symbol), bit-reversed for LSB-first streams.
+    /// Each entry is `code | length << 16`.
+    fn reversed_codes(&self) -> [u32; 256] {
+        let mut count_per_len = [0u32; MAX_CODE_LEN as usize + 1];
+        for &len in &self.lengths {
+            count_per_len[usize::from(len)] += 1;
+        }
+        count_per_len[0] = 0;
+        let mut next_code = [0u32; MAX_CODE_LEN as usize + 2];
+        for len in 1..=MAX_CODE_LEN as usize {
+            next_code[len + 1] = (next_code[len] + count_per_len[len]) << 1;
+        }
+        let mut codes = [0u32; 256];
+        for (symbol, &len) in self.lengths.iter().enumerate() {
+            if len > 0 {
+                let code = next_code[usize::from(len)];
+                next_code[usize::from(len)] += 1;
+                codes[symbol] = (code.reverse_bits() >> (32 - u32::from(len))) | u32::from(len) << 16;
+            }
+        }
+        codes
+    }
+
+    /// Decoding table indexed by the next `MAX_CODE_LEN` stream bits: `symbol | length << 8`.
+    fn decode_table(&self) -> Box<[u16; TABLE_SIZE]> {
+        let mut table = Box::new([0u16; TABLE_SIZE]);
+        for (symbol, &code) in self.reversed_codes().iter().enumerate() {
+            let len = code >> 16;
+            if len == 0 {
+                continue;
+            }
+            let entry = symbol as u16 | (len as u16) << 8;
+            let mut index = (code & 0xffff) as usize;
+            while index < TABLE_SIZE {
+                table[index] = entry;
+                index += 1 << len;
+            }
+        }
+        table
+    }
+}
+
+/// Optimal (unlimited) code lengths by the classic two-smallest merge. Only symbols that occur get a length.
+fn unlimited_lengths(histogram: &[u32; 256]) -> [u8; 256] {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    // Nodes 0..256 are leaves; merged nodes are appended. `parent` links let depths be read off afterwards.
+    let mut parent = vec![usize::MAX; 512];
+    let mut heap: BinaryHeap<Reverse<(u64, usize)>> = histogram
+        .iter()
+        .enumerate()
+        .filter(|(_, &count)| count > 0)
+        .map(|(symbol, &count)| Reverse((u64::from(count), symbol)))
+        .collect();
+    let mut next_node = 256;
+    while heap.len() > 1 {
+        let Reverse((weight_a, a)) = heap.pop().expect("heap has two nodes");
+        let Reverse((weight_b, b)) = heap.pop().expect("heap has two nodes");
+        parent[a] = next_node;
+        parent[b] = next_node;
+        heap.push(Reverse((weight_a + weight_b, next_node)));
+        next_node += 1;
+    }
+    // Merged nodes are created after their children, so walking down from the root fills depths top-down.
+    let mut depth = vec![0u32; next_node];
+    for node in (256..next_node).rev() {
+        if parent[node] != usize::MAX {
+            depth[node] = depth[parent[node]] + 1;
+        }
+    }
+    let mut lengths = [0u8; 256];
+    for symbol in 0..256 {
+        if histogram[symbol] > 0 {
+            // A lone symbol still needs a one-bit code.
+            let len = if parent[symbol] == usize::MAX { 1 } else { depth[parent[symbol]] + 1 };
+            lengths[symbol] = len.min(255) as u8;
+        }
+    }
+    lengths
+}
+
+/// Clamps lengths to `MAX_CODE_LEN` and repairs the Kraft sum: lengthen the rarest symbols until the code
+/// fits, then shorten the most frequent ones while the code space has room. Near-optimal for the skewed
+/// distributions of exponent streams, where only a handful of very rare symbols ever exceed the limit.
+fn limit_lengths(lengths: &mut [u8; 256], histogram: &[u32; 256]) {
+    let max = MAX_CODE_LEN as u8;
+    let capacity = 1u32 << MAX_CODE_LEN;
+    let unit = |len: u8| 1u32 << (MAX_CODE_LEN - u32::from(len));
+    let mut by_count: Vec<usize> = (0..256).filter(|&symbol| lengths[symbol] > 0).collect();
+    by_count.sort_by_key(|&symbol| (histogram[symbol], symbol));
+
+    let mut kraft = 0;
+    for &symbol in &by_count {
+        lengths[symbol] = lengths[symbol].min(max);
+        kraft += unit(lengths[symbol]);
+    }
+    while kraft > capacity {
+        for &symbol in &by_count {
+            if kraft <= capacity {
+                break;
+            }
+            if lengths[symbol] < max {
+                lengths[symbol] += 1;
+                kraft -= unit(lengths[symbol]);
+            }
+        }
+    }
+    for &symbol in by_count.iter().rev() {
+        while lengths[symbol] > 1 && kraft + unit(lengths[symbol]) <= capacity {
+            kraft += unit(lengths[symbol]);
+            lengths[symbol] -= 1;
+        }
+    }
+}
+
+/// Appends `symbols` as one LSB-first bit-stream, padded to a whole byte.
+fn encode_bits(symbols: &[u8], codes: &[u32; 256], out: &mut Vec<u8>) {
+    const SYMBOLS_PER_FLUSH: usize = 4; // 4 codes of <= 11 bits plus <= 7 pending bits fit in 64 bits.
+    let start = out.len();
+    // Worst case: every symbol takes MAX_CODE_LEN bits; the flush writes 8 bytes at a time past the end.
+    out.resize(start + symbols.len() * MAX_CODE_LEN as usize / 8 + 16, 0);
+    let buf = &mut out[start..];
+    let (mut pos, mut pending, mut pending_bits) = (0usize, 0u64, 0u32);
+    for group in symbols.chunks(SYMBOLS_PER_FLUSH) {
+        for &symbol in group {
+            let code = codes[usize::from(symbol)];
+            pending |= u64::from(code & 0xffff) << pending_bits;
+            pending_bits += code >> 16;
+        }
+        buf[pos..pos + 8].copy_from_slice(&pending.to_le_bytes());
+        let whole_bytes = pending_bits / 8;
+        pos += whole_bytes as usize;
+        pending >>= whole_bytes * 8;
+        pending_bits %= 8;
+    }
+    if pending_bits > 0 {
+        pos += 1; // The last flush already wrote this partial byte.
+    }
+    out.truncate(start + pos);
+}
+
+/// Reads an LSB-first bit-stream. Reading past the end yields zero bits; [`BitReader::consumed_bits`] lets
+/// the caller check afterwards, once, that the stream ended exactly where it should.
+struct BitReader<'a> {
+    data: &'a [u8],
+    /// Next byte of `data` not yet in `bits`.
+    pos: usize,
+    bits: u64,
+    /// Valid bits at the bottom of `bits`; the bits above are zero or copies of the byte at `pos`.
+    available: u32,
+}
+
+impl<'a> BitReader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        BitReader { data, pos: 0, bits: 0, available: 0 }
+    }
+
+    /// Tops `bits` up to at least 56 valid bits with one unaligned load and no per-byte branches.
+    #[inline(always)]
+    fn refill(&mut self) {
+        let word = match self.data.get(self.pos..self.pos + 8) {
+            Some(bytes) => u64::from_le_bytes(bytes.try_into().expect("slice of 8")),
+            None => self.tail_word(),
+        };
+        self.bits |= word << self.available;
+        self.pos += (63 - self.available as usize) >> 3;
+        self.available |= 56;
+    }
+
+    /// The last few bytes of the stream, zero-padded to a word.
+    #[cold]
+    fn tail_word(&self) -> u64 {
+        let mut word = [0u8; 8];
+        let rest = self.data.get(self.pos..).unwrap_or(&[]);
+        word[..rest.len()].copy_from_slice(rest);
+        u64::from_le_bytes(word)
+    }
+
+    #[inline(always)]
+    fn decode(&mut self, table: &[u16; TABLE_SIZE]) -> u8 {
+        let entry = table[(self.bits & TABLE_MASK) as usize];
+        let len = u32::from(entry >> 8);
+        self.bits >>= len;
+        self.available -= len;
+        entry as u8
+    }
+
+    fn consumed_bits(&self) -> u64 {
+        self.pos as u64 * 8 - u64::from(self.available)
+    }
+
+    /// A stream is intact when decoding it consumed its last byte but not beyond it.
+    fn check_end(&self) -> Result<(), Error> {
+        let consumed_bits = self.consumed_bits();
+        if consumed_bits.div_ceil(8) == self.data.len() as u64 {
+            Ok(())
+        } else {
+            Err(Error::StreamLength { expected_bytes: self.data.len(), consumed_bits })
+        }
+    }
+}
+
+/// Decodes a block body written by [`Code::encode`] into `out` (exactly the original symbol count).
+pub fn decode(body: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    let (code, table_len) = Code::read_table(body)?;
+    let table = code.decode_table();
+    let lengths = take(body, table_len, 4 * (SUB_STREAMS - 1), "Huffman sub-stream lengths")?;
+    let mut rest = &body[table_len + lengths.len()..];
+    let mut streams = [&[][..]; SUB_STREAMS];
+    for (k, len) in lengths.chunks_exact(4).enumerate() {
+        let len = u32::from_le_bytes(len.try_into().expect("chunks of 4")) as usize;
+        streams[k] = take(rest, 0, len, "Huffman sub-stream")?;
+        rest = &rest[len..];
+    }
+    streams[SUB_STREAMS - 1] = rest;
+
+    let quarter = out.len().div_ceil(SUB_STREAMS);
+    let (out0, tail) = out.split_at_mut(quarter.min(out.len()));
+    let (out1, tail) = tail.split_at_mut(quarter.min(tail.len()));
+    let (out2, out3) = tail.split_at_mut(quarter.min(tail.len()));
+    let mut outs = [out0, out1, out2, out3];
+    let mut readers = streams.map(BitReader::new);
+
+    // Lockstep over the four sub-streams while all have a full group left; the last quarter is the shortest.
+    let lockstep_groups = outs[SUB_STREAMS - 1].len() / SYMBOLS_PER_REFILL;
+    let lockstep_len = lockstep_groups * SYMBOLS_PER_REFILL;
+    {
+        let [o0, o1, o2, o3] = &mut outs;
+        let [r0, r1, r2, r3] = &mut readers;
+        let groups = o0[..lockstep_len]
+            .chunks_exact_mut(SYMBOLS_PER_REFILL)
+            .zip(o1[..lockstep_len].chunks_exact_mut(SYMBOLS_PER_REFILL))
+            .zip(o2[..lockstep_len].chunks_exact_mut(SYMBOLS_PER_REFILL))
+            .zip(o3[..lockstep_len].chunks_exact_mut(SYMBOLS_PER_REFILL));
+        for (((g0, g1), g2), g3) in groups {
+            r0.refill();
+            r1.refill();
+            r2.refill();
+            r3.refill();
+            for i in 0..SYMBOLS_PER_REFILL {
+                g0[i] = r0.decode(&table);
+                g1[i] = r1.decode(&table);
+                g2[i] = r2.decode(&table);
+                g3[i] = r3.decode(&table);
+            }
+        }
+    }
+    for (out, reader) in outs.iter_mut().zip(&mut readers) {
+        for group in out[lockstep_len..].chunks_mut(SYMBOLS_PER_REFILL) {
+            reader.refill();
+            for symbol in group {
+                *symbol = reader.decode(&table);
+            }
+        }
+        reader.check_end()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entropy::histogram;
+    use proptest::prelude::*;
+
+    fn kraft_sum(code: &Code) -> u32 {
+        code.lengths.iter().filter(|&&len| len > 0).map(|&len| 1 << (MAX_CODE_LEN - u32::from(len))).sum()
+    }
+
+    fn round_trip(symbols: &[u8]) {
+        let code = Code::from_histogram(&histogram(symbols));
+        let mut body = Vec::new();
+        code.encode(symbols, &mut body);
+        assert_eq!(body.len(), code.coded_len(&histogram(symbols)).min(body.len()), "estimate is an upper bound");
+        let mut out = vec![0; symbols.len()];
+        decode(&body, &mut out).unwrap();
+        assert_eq!(out, symbols);
+    }
+
+    #[test]
+    fn fibonacci_weights_hit_the_length_limit_and_still_decode() {
+        // Fibonacci counts give the deepest possible tree: unlimited lengths would reach 20+ bits.
+        let mut symbols = Vec::new();
+        let (mut a, mut b) = (1usize, 1usize);
+        for symbol in 0..25u8 {
+            symbols.extend(std::iter::repeat(symbol).take(a));
+            (a, b) = (b, a + b);
+        }
+        let code = Code::from_histogram(&histogram(&symbols));
+        assert_eq!(code.lengths.iter().copied().max(), Some(MAX_CODE_LEN as u8));
+        assert!(kraft_sum(&code) <= TABLE_SIZE as u32);
+        round_trip(&symbols);
+    }
+
+    #[test]
+    fn all_256_symbols_round_trip() {
+        let symbols: Vec<u8> = (0..=255u8).flat_map(|s| std::iter::repeat(s).take(usize::from(s) + 1)).collect();
+        round_trip(&symbols);
+    }
+
+    #[test]
+    fn lengths_match_textbook_huffman() {
+        let mut histogram = [0u32; 256];
+        histogram[..4].copy_from_slice(&[8, 4, 2, 2]);
+        assert_eq!(Code::from_histogram(&histogram).lengths[..4], [1, 2, 3, 3]);
+    }
+
+    #[test]
+    fn corrupt_tables_are_rejected() {
+        let mut out = [0u8; 8];
+        assert_eq!(decode(&[5, 4], &mut out), Err(Error::InvalidTable("first symbol after last symbol")));
+        // Two symbols of length 1 and one more of length 1 over-subscribe the code space.
+        assert_eq!(decode(&[0, 2, 0x11, 0x01], &mut out), Err(Error::InvalidTable("lengths over-subscribe the code space")));
+        assert_eq!(decode(&[0, 1, 0x00], &mut out), Err(Error::InvalidTable("no symbols")));
+        assert_eq!(decode(&[0, 0, 0x0c], &mut out), Err(Error::InvalidTable("code length over the limit")));
+    }
+
+    #[test]
+    fn a_stream_that_ends_early_is_an_error() {
+        let symbols: Vec<u8> = (0..4000u32).map(|i| (i * 7 % 13) as u8).collect();
+        let code = Code::from_histogram(&histogram(&symbols));
+        let mut body = Vec::new();
+        code.encode(&symbols, &mut body);
+        body.pop();
+        let mut out = vec![0; symbols.len()];
+        assert!(matches!(decode(&body, &mut out), Err(Error::StreamLength { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn random_alphabets_round_trip(
+            weights in prop::collection::vec(1u32..1000, 2..=256),
+            len in 1usize..30_000,
+            seed in any::<u64>(),
+        ) {
+            // Draw symbols from a random alphabet with random weights.
+            let total: u32 = weights.iter().sum();
+            let mut state = seed | 1;
+            let symbols: Vec<u8> = (0..len).map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let mut pick = ((state >> 33) % u64::from(total)) as u32;
+                weights.iter().position(|&w| { if pick < w { true } else { pick -= w; false } }).unwrap() as u8
+            }).collect();
+            let code = Code::from_histogram(&histogram(&symbols));
+            prop_assert!(kraft_sum(&code) <= TABLE_SIZE as u32);
+            prop_assert!(code.lengths.iter().all(|&l| u32::from(l) <= MAX_CODE_LEN));
+            round_trip(&symbols);
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Order-0 entropy coding of one byte stream.
+//!
+//! A stream is coded as one self-describing *block*: `[mode: u8][body length: u32 LE][body]`. The encoder
+//! measures the stream once and writes whichever mode is smallest:
+//!
+//! | mode | body |
+//! |---|---|
+//! | 0 `Raw` | the bytes as they are (for streams that do not compress, e.g. low mantissa bits) |
+//! | 1 `Run` | one byte: the single symbol the whole stream repeats |
+//! | 2 `Huffman` | a canonical, length-limited Huffman code ([`huffman`]) |
+//!
+//! The block does not store the symbol count: the caller knows it (one symbol per value of the chunk), and
+//! the decoder checks that the body decodes to exactly that many symbols, consuming exactly its bytes.
+
+pub mod huffman;
+
+use crate::Error;
+
+/// How a block's body is coded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    /// Stored as is.
+    Raw = 0,
+    /// One symbol repeated.
+    Run = 1,
+    /// Canonical Huffman code.
+    Huffman = 2,
+}
+
+impl Mode {
+    fn from_byte(byte: u8) -> Result<Mode, Error> {
+        match byte {
+            0 => Ok(Mode::Raw),
+            1 => Ok(Mode::Run),
+            2 => Ok(Mode::Huffman),
+            other => Err(Error::UnknownMode(other)),
+        }
+    }
+}
+
+/// Bytes of block framing: the mode byte and the body length.
+const BLOCK_HEADER_LEN: usize = 5;
+
+/// Counts symbol occurrences. Four interleaved tables avoid the store-to-load stall of incrementing the same
+/// counter on consecutive equal symbols, which is the common case for exponent streams.
+pub fn histogram(symbols: &[u8]) -> [u32; 256] {
+    let mut tables = [[0u32; 256]; 4];
+    let mut quads = symbols.chunks_exact(4);
+    for quad in &mut quads {
+        tables[0][usize::from(quad[0])] += 1;
+        tables[1][usize::from(quad[1])] += 1;
+        tables[2][usize::from(quad[2])] += 1;
+        tables[3][usize::from(quad[3])] += 1;
+    }
+    for &symbol in quads.remainder() {
+        tables[0][usize::from(symbol)] += 1;
+    }
+    let mut total = tables[0];
+    for table in &tables[1..] {
+        for (sum, count) in total.iter_mut().zip(table) {
+            *sum += count;
+        }
+    }
+    total
+}
+
+/// Appends the smallest block coding `symbols` to `out`. Streams must hold fewer than 2^32 symbols.
+pub fn encode_block(symbols: &[u8], out: &mut Vec<u8>) {
+    let histogram = histogram(symbols);
+    let distinct = histogram.iter().filter(|&&count| count > 0).count();
+    if distinct == 1 {
+        write_block(out, Mode::Run, |body| body.push(symbols[0]));
+        return;
+    }
+    if distinct > 1 {
+        let code = huffman::Code::from_histogram(&histogram);
+        if code.coded_len(&histogram) < symbols.len() {
+            write_block(out, Mode::Huffman, |body| code.encode(symbols, body));
+            return;
+        }
+    }
+    write_block(out, Mode::Raw, |body| body.extend_from_slice(symbols));
+}
+
+fn write_block(out: &mut Vec<u8>, mode: Mode, write_body: impl FnOnce(&mut Vec<u8>)) {
+    let header_at = out.len();
+    out.push(mode as u8);
+    out.extend_from_slice(&[0; 4]);
+    write_body(out);
+    let body_len = out.len() - header_at - BLOCK_HEADER_LEN;
+    let body_len = u32::try_from(body_len).expect("stream bodies are smaller than 4 GiB");
+    out[header_at + 1..header_at + BLOCK_HEADER_LEN].copy_from_slice(&body_len.to_le_bytes());
+}
+
+/// Decodes the block at the front of `input` into `out`, which must be exactly as long as the stream was.
+/// Returns how many bytes of `input` the block took.
+pub fn decode_block(input: &[u8], out: &mut [u8]) -> Result<usize, Error> {
+    let header = take(input, 0, BLOCK_HEADER_LEN, "stream block header")?;
+    let mode = Mode::from_byte(header[0])?;
+    let body_len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    let body = take(input, BLOCK_HEADER_LEN, body_len, "stream block body")?;
+    match mode {
+        Mode::Raw if body.len() == out.len() => out.copy_from_slice(body),
+        Mode::Raw => return Err(Error::RawLength { got: body.len(), expected: out.len() }),
+        Mode::Run => match body {
+            [symbol] => out.fill(*symbol),
+            _ => return Err(Error::RawLength { got: body.len(), expected: 1 }),
+        },
+        Mode::Huffman => huffman::decode(body, out)?,
+    }
+    Ok(BLOCK_HEADER_LEN + body_len)
+}
+
+/// `input[start..start + len]`, or a [`Error::Truncated`] naming `what`.
+pub(crate) fn take<'a>(input: &'a [u8], start: usize, len: usize, what: &'static str) -> Result<&'a [u8], Error> {
+    let available = input.len().saturating_sub(start);
+    input
+        .get(start..)
+        .and_then(|rest| rest.get(..len))
+        .ok_or(Error::Truncated { what, needed: len, available })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(symbols: &[u8]) -> Vec<u8> {
+        let mut block = Vec::new();
+        encode_block(symbols, &mut block);
+        let mut out = vec![0x5a; symbols.len()];
+        assert_eq!(decode_block(&block, &mut out), Ok(block.len()));
+        assert_eq!(out, symbols);
+        block
+    }
+
+    #[test]
+    fn picks_the_smallest_mode() {
+        assert_eq!(round_trip(&[])[0], Mode::Raw as u8);
+        assert_eq!(round_trip(&[7; 1000])[0], Mode::Run as u8);
+        let skewed: Vec<u8> = (0..10_000u32).map(|i| if i % 10 == 0 { 1 } else { 2 }).collect();
+        assert_eq!(round_trip(&skewed)[0], Mode::Huffman as u8);
+        let uniform: Vec<u8> = (0..=255).cycle().take(10_000).collect();
+        assert_eq!(round_trip(&uniform)[0], Mode::Raw as u8);
+    }
+
+    #[test]
+    fn bad_blocks_are_errors() {
+        let mut out = [0u8; 4];
+        assert!(matches!(decode_block(&[0, 4, 0], &mut out), Err(Error::Truncated { .. })));
+        assert_eq!(decode_block(&[9, 0, 0, 0, 0], &mut out), Err(Error::UnknownMode(9)));
+        assert_eq!(decode_block(&[0, 2, 0, 0, 0, 1, 2], &mut out), Err(Error::RawLength { got: 2, expected: 4 }));
+        assert!(matches!(decode_block(&[0, 9, 0, 0, 0, 1, 2, 3, 4], &mut out), Err(Error::Truncated { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn any_stream_round_trips(symbols in prop::collection::vec(any::<u8>(), 0..5000)) {
+            round_trip(&symbols);
+        }
+
+        #[test]
+        fn small_alphabets_round_trip(alphabet in 1u8..=16, seed in any::<u64>(), len in 0usize..20_000) {
+            let mut state = seed | 1;
+            let symbols: Vec<u8> = (0..len).map(|_| {
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+                // Geometric-ish: low symbols far more likely, like exponents.
+                (state.trailing_zeros() as u8) % alphabet
+            }).collect();
+            round_trip(&symbols);
+        }
+
+        #[test]
+        fn corrupt_blocks_never_panic(symbols in prop::collection::vec(0u8..8, 1..3000), flips in prop::collection::vec((any::<usize>(), any::<u8>()), 1..4)) {
+            let mut block = Vec::new();
+            encode_block(&symbols, &mut block);
+            for (at, mask) in flips {
+                let at = at % block.len();
+                block[at] ^= mask.max(1);
+            }
+            let mut out = vec![0; symbols.len()];
+            let _ = decode_block(&block, &mut out);
+        }
+    }
+}

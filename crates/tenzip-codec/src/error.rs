@@ -1,0 +1,51 @@
+use thiserror::Error;
+
+/// Why a coded chunk could not be decoded. Every variant means the input is corrupt (or was not written by
+/// this codec); the decoder never panics and never writes past the output it was given.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The payload ended before a field that must be there.
+    #[error("coded chunk is truncated: {what} needs {needed} bytes, {available} are left")]
+    Truncated {
+        /// What was being read.
+        what: &'static str,
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes left in the payload.
+        available: usize,
+    },
+    /// A stream block names a coding mode this version does not know.
+    #[error("unknown stream coding mode {0}")]
+    UnknownMode(u8),
+    /// A Huffman code-length table is not a valid prefix code.
+    #[error("invalid Huffman table: {0}")]
+    InvalidTable(&'static str),
+    /// A coded stream did not decode to exactly the bytes it was written from.
+    #[error("coded stream is corrupt: it should end after {expected_bytes} bytes, decoding consumed {consumed_bits} bits")]
+    StreamLength {
+        /// The stream's stored length in bytes.
+        expected_bytes: usize,
+        /// Bits the decoder consumed to produce the expected number of symbols.
+        consumed_bits: u64,
+    },
+    /// A stored-raw block's length differs from the field length it must restore.
+    #[error("stored block holds {got} bytes, should hold {expected}")]
+    RawLength {
+        /// Bytes in the block.
+        got: usize,
+        /// Bytes the field needs.
+        expected: usize,
+    },
+    /// The chunk's length is not a whole number of values of its layout.
+    #[error("chunk of {len} bytes does not hold whole values of {value_size} bytes")]
+    ValueAlignment {
+        /// The chunk's length.
+        len: usize,
+        /// Bytes per value of the layout.
+        value_size: usize,
+    },
+    /// Bytes were left over after the last stream of a chunk.
+    #[error("{0} unexpected bytes after the last stream of the chunk")]
+    TrailingBytes(usize),
+}

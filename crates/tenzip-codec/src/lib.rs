@@ -1,0 +1,33 @@
+//! tenzip's codec: bytes in, bytes out, no file formats.
+//!
+//! A tensor's bytes are cut into chunks by the caller. [`encode_chunk`] splits one chunk into the field
+//! streams its [`Layout`] names (for BF16: exponents in one stream, sign and mantissa in another), then
+//! entropy-codes every stream on its own ([`entropy`]): whichever of stored-raw, a single-symbol run or a
+//! canonical Huffman code is smallest. [`decode_chunk`] is the exact inverse. Chunks are independent, so
+//! callers decode them in parallel and can read one tensor back without touching the others.
+//!
+//! ```
+//! use tenzip_codec::{decode_chunk, encode_chunk, Layout, Scratch};
+//!
+//! let bf16_values: Vec<u8> = (0..4096u32).flat_map(|i| ((i % 50) as u16 + 0x3f00).to_le_bytes()).collect();
+//! let mut scratch = Scratch::default();
+//! let mut payload = Vec::new();
+//! encode_chunk(Layout::Bf16, &bf16_values, &mut scratch, &mut payload);
+//! assert!(payload.len() < bf16_values.len() / 2);
+//!
+//! let mut restored = vec![0; bf16_values.len()];
+//! decode_chunk(Layout::Bf16, &payload, &mut restored, &mut scratch)?;
+//! assert_eq!(restored, bf16_values);
+//! # Ok::<(), tenzip_codec::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod chunk;
+pub mod entropy;
+mod error;
+mod layout;
+
+pub use chunk::{decode_chunk, encode_chunk, Scratch};
+pub use error::Error;
+pub use layout::Layout;

@@ -1,0 +1,32 @@
+//! The vocabulary shared by tenzip's format readers and its router.
+//!
+//! A format reader (safetensors, GGUF) turns a file header into a list of [`TensorEntry`]s; the router
+//! picks a field layout from each entry's [`Dtype`]. Neither side needs to know the other.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod dtype;
+
+pub use dtype::Dtype;
+
+use std::ops::Range;
+
+/// One tensor as a format reader found it in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorEntry {
+    /// The tensor's name, exactly as stored in the file.
+    pub name: String,
+    /// The element type.
+    pub dtype: Dtype,
+    /// The shape, outermost dimension first.
+    pub shape: Vec<u64>,
+    /// Where the tensor's bytes lie, as absolute offsets into the file.
+    pub range: Range<u64>,
+}
+
+impl TensorEntry {
+    /// The tensor's size in bytes.
+    pub fn byte_len(&self) -> u64 {
+        self.range.end - self.range.start
+    }
+}
