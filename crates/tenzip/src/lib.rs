@@ -1,0 +1,34 @@
+//! tenzip: lossless compression for neural-network checkpoints.
+//!
+//! The pieces, in the order data flows through them:
+//! - a format reader ([`tenzip_safetensors`]) turns the file's header into tensor entries;
+//! - the router ([`Plan`]) cuts the file into segments (header, tensors) and picks a codec
+//!   [`Layout`](tenzip_codec::Layout) for each from its dtype;
+//! - the engine cuts segments into chunks and codes them in parallel with [`tenzip_codec`];
+//! - the container writer ([`tenzip_container`]) lays out payloads and the manifest.
+//!
+//! Decompression walks the same path backwards and checks every chunk's checksum and the whole file's
+//! BLAKE3 hash before the output gets its final name.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use tenzip::{compress_file, decompress_file, CompressOptions, DecompressOptions};
+//!
+//! let input = Path::new("model.safetensors");
+//! compress_file(input, Path::new("model.safetensors.tzp"), &CompressOptions::default())?;
+//! decompress_file(Path::new("model.safetensors.tzp"), Path::new("restored.safetensors"), &DecompressOptions::default())?;
+//! # Ok::<(), tenzip::Error>(())
+//! ```
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+mod engine;
+mod error;
+mod file;
+mod route;
+
+pub use engine::{compress, decompress, CompressOptions, DecompressOptions};
+pub use error::{Error, ErrorKind};
+pub use file::{compress_file, decompress_file, inspect_file, verify_file, Inspection, Summary};
+pub use route::{layout_for, Format, Plan, PlannedSegment};
+pub use tenzip_container::{Manifest, Segment, SegmentKind};

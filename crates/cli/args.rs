@@ -1,0 +1,159 @@
+//! Command-line flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Lossless compression for neural-network checkpoints.
+///
+/// tenzip splits every tensor value into its fields (sign, exponent, mantissa), entropy-codes each stream
+/// on its own, and restores the original file byte for byte.
+#[derive(Debug, Parser)]
+#[command(name = "tenzip", version, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  tenzip compress model.safetensors          writes model.safetensors.tzp, keeps the input
+  tenzip decompress model.safetensors.tzp    restores model.safetensors, byte for byte
+  tenzip verify model.safetensors.tzp        decodes everything and checks every checksum
+  tenzip inspect model.safetensors.tzp       per-tensor sizes, ratios and layouts
+  tenzip compress -T 4 --json *.safetensors  four threads, a JSON summary on stdout
+
+Exit codes: 0 success, 1 an operation failed, 2 bad usage.";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compress safetensors files into .tzp files.
+    #[command(after_help = "Example: tenzip compress -o out.tzp model.safetensors")]
+    Compress(CompressArgs),
+    /// Restore the original files from .tzp files.
+    #[command(after_help = "Example: tenzip decompress --rm model.safetensors.tzp")]
+    Decompress(DecompressArgs),
+    /// Decode .tzp files and check every checksum, writing nothing. Exit 0 if all are intact.
+    #[command(after_help = "Example: tenzip verify *.tzp")]
+    Verify(VerifyArgs),
+    /// Show what a .tzp file holds: per tensor name, dtype, shape, bytes, stored bytes, ratio and layout.
+    #[command(after_help = "Example: tenzip inspect --json model.safetensors.tzp | jq '.segments[0]'")]
+    Inspect(InspectArgs),
+}
+
+/// Flags shared by the commands that write files.
+#[derive(Debug, Default, Args)]
+pub struct CommonArgs {
+    /// Overwrite existing output files.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Delete each input once its output is written and verified.
+    #[arg(long = "rm")]
+    pub remove_input: bool,
+    /// Worker threads (0: one per core).
+    #[arg(short = 'T', long, default_value_t = 0, value_name = "N")]
+    pub threads: usize,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompressArgs {
+    /// Files to compress.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Output file (one input only). Default: the input's name with .tzp added.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Store any file as opaque bytes instead of parsing it as safetensors.
+    #[arg(long)]
+    pub generic: bool,
+    /// Original bytes per independently coded chunk, e.g. 256K or 4M.
+    #[arg(long, default_value = "1M", value_parser = parse_size, value_name = "BYTES")]
+    pub chunk_size: usize,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DecompressArgs {
+    /// .tzp files to restore.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Output file (one input only). Default: the input's name without .tzp.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// .tzp files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Worker threads (0: one per core).
+    #[arg(short = 'T', long, default_value_t = 0, value_name = "N")]
+    pub threads: usize,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// .tzp files to describe.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `4096`, `256K`, `1M`, `1MiB`: binary multiples.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: usize = number.parse().map_err(|_| format!("{text:?} is not a size"))?;
+    let shift = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return Err(format!("{text:?}: unknown unit (use K, M or G)")),
+    };
+    let size = number.checked_shl(shift).filter(|&size| size >> shift == number).ok_or("size too large")?;
+    if !(1..=64 << 20).contains(&size) {
+        return Err(format!("{text:?}: chunk size must be between 1 byte and 64M"));
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("256K"), Ok(256 << 10));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("1T").is_err());
+        assert!(parse_size("65M").is_err());
+    }
+
+    #[test]
+    fn flags_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,140 @@
+//! The `tenzip` command: a thin layer that turns flags into library calls and results into reports.
+//! Exit codes: 0 success, 1 an operation failed, 2 bad usage.
+
+mod args;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use tenzip::{CompressOptions, DecompressOptions, Summary};
+
+use args::{Cli, Command, CommonArgs, CompressArgs, DecompressArgs, InspectArgs, VerifyArgs};
+use report::{Direction, FileReport, Reporter};
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Compress(args) => compress(args),
+        Command::Decompress(args) => decompress(args),
+        Command::Verify(args) => verify(args),
+        Command::Inspect(args) => inspect(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("tenzip: {err:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// Runs `operation` on each input, reporting each; the exit code is 1 if any failed.
+fn run_each(
+    command: &'static str,
+    common: &CommonArgs,
+    inputs: &[PathBuf],
+    mut operation: impl FnMut(&Path) -> anyhow::Result<FileReport>,
+) -> ExitCode {
+    let mut reporter = Reporter::new(command, common.quiet, common.json);
+    for input in inputs {
+        match operation(input) {
+            Ok(report) => reporter.success(report),
+            Err(err) => reporter.failure(input, &err),
+        }
+    }
+    if reporter.finish() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
+}
+
+/// `-o` names one output, so it makes sense with one input only.
+fn check_single_output(output: &Option<PathBuf>, inputs: &[PathBuf]) -> anyhow::Result<()> {
+    if output.is_some() && inputs.len() > 1 {
+        bail!("-o/--output needs exactly one input file, got {}", inputs.len());
+    }
+    Ok(())
+}
+
+fn compress(args: CompressArgs) -> anyhow::Result<ExitCode> {
+    check_single_output(&args.output, &args.files)?;
+    let options = CompressOptions {
+        chunk_size: args.chunk_size,
+        threads: args.common.threads,
+        generic: args.generic,
+        overwrite: args.common.force,
+    };
+    Ok(run_each("compress", &args.common, &args.files, |input| {
+        let output = args.output.clone().unwrap_or_else(|| with_extension_added(input, "tzp"));
+        let summary = tenzip::compress_file(input, &output, &options)?;
+        if args.common.remove_input {
+            let verify = DecompressOptions { threads: args.common.threads, overwrite: false };
+            tenzip::verify_file(&output, &verify).context("not removing the input: the output did not verify")?;
+            std::fs::remove_file(input).with_context(|| format!("cannot remove {}", input.display()))?;
+        }
+        Ok(FileReport::new(input, &output, &summary, Direction::Compress))
+    }))
+}
+
+fn decompress(args: DecompressArgs) -> anyhow::Result<ExitCode> {
+    check_single_output(&args.output, &args.files)?;
+    let options = DecompressOptions { threads: args.common.threads, overwrite: args.common.force };
+    Ok(run_each("decompress", &args.common, &args.files, |input| {
+        let output = match &args.output {
+            Some(output) => output.clone(),
+            None => without_tzp_extension(input)?,
+        };
+        // The restore is checked against every checksum before it gets its name, so --rm needs no re-read.
+        let summary = tenzip::decompress_file(input, &output, &options)?;
+        if args.common.remove_input {
+            std::fs::remove_file(input).with_context(|| format!("cannot remove {}", input.display()))?;
+        }
+        Ok(FileReport::new(input, &output, &summary, Direction::Restore))
+    }))
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let options = DecompressOptions { threads: args.threads, overwrite: false };
+    let common = CommonArgs { threads: args.threads, quiet: args.quiet, json: args.json, ..CommonArgs::default() };
+    Ok(run_each("verify", &common, &args.files, |input| {
+        let summary: Summary = tenzip::verify_file(input, &options)?;
+        Ok(FileReport::new(input, input, &summary, Direction::Restore))
+    }))
+}
+
+fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    for input in &args.files {
+        match tenzip::inspect_file(input) {
+            Ok(inspection) => report::print_inspection(input, &inspection, args.json),
+            Err(err) => {
+                eprintln!("tenzip: {err:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS })
+}
+
+/// `model.safetensors` -> `model.safetensors.tzp`.
+fn with_extension_added(path: &Path, extension: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".");
+    name.push(extension);
+    PathBuf::from(name)
+}
+
+/// `model.safetensors.tzp` -> `model.safetensors`.
+fn without_tzp_extension(path: &Path) -> anyhow::Result<PathBuf> {
+    match path.extension() {
+        Some(extension) if extension == "tzp" => Ok(path.with_extension("")),
+        _ => bail!("{}: does not end in .tzp; name the output with -o", path.display()),
+    }
+}

@@ -1,0 +1,244 @@
+//! What the commands print: a line per file on stderr for people, one JSON document on stdout for scripts.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+use tenzip::{Inspection, SegmentKind, Summary};
+
+/// One file's outcome.
+#[derive(Debug, Serialize)]
+pub struct FileReport {
+    input: String,
+    output: String,
+    input_bytes: u64,
+    output_bytes: u64,
+    ratio: f64,
+    seconds: f64,
+}
+
+/// Which side of an operation holds the compressed bytes, so that `ratio` is always compressed / original.
+#[derive(Debug, Clone, Copy)]
+pub enum Direction {
+    Compress,
+    Restore,
+}
+
+impl FileReport {
+    pub fn new(input: &Path, output: &Path, summary: &Summary, direction: Direction) -> FileReport {
+        let (compressed, original) = match direction {
+            Direction::Compress => (summary.output_bytes, summary.input_bytes),
+            Direction::Restore => (summary.input_bytes, summary.output_bytes),
+        };
+        FileReport {
+            input: input.display().to_string(),
+            output: output.display().to_string(),
+            input_bytes: summary.input_bytes,
+            output_bytes: summary.output_bytes,
+            ratio: ratio(compressed, original),
+            seconds: summary.seconds,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct FailureReport {
+    input: String,
+    error: String,
+}
+
+/// Collects outcomes and prints them as the command's flags ask.
+pub struct Reporter {
+    command: &'static str,
+    quiet: bool,
+    json: bool,
+    successes: Vec<FileReport>,
+    failures: Vec<FailureReport>,
+}
+
+#[derive(Serialize)]
+struct JsonSummary<'a> {
+    command: &'static str,
+    ok: bool,
+    input_bytes: u64,
+    output_bytes: u64,
+    ratio: f64,
+    seconds: f64,
+    files: &'a [FileReport],
+    failures: &'a [FailureReport],
+}
+
+impl Reporter {
+    pub fn new(command: &'static str, quiet: bool, json: bool) -> Reporter {
+        Reporter { command, quiet, json, successes: Vec::new(), failures: Vec::new() }
+    }
+
+    pub fn success(&mut self, report: FileReport) {
+        if !self.quiet && !self.json {
+            let verb = if self.command == "verify" { "OK" } else { &report.output };
+            eprintln!(
+                "{}: {:.2}% ({} => {}, {verb}) in {:.2} s, {:.0} MB/s",
+                report.input,
+                report.ratio * 100.0,
+                human_bytes(report.input_bytes),
+                human_bytes(report.output_bytes),
+                report.seconds,
+                report.input_bytes.max(report.output_bytes) as f64 / 1e6 / report.seconds.max(1e-9),
+            );
+        }
+        self.successes.push(report);
+    }
+
+    pub fn failure(&mut self, input: &Path, err: &anyhow::Error) {
+        eprintln!("tenzip: {err:#}");
+        self.failures.push(FailureReport { input: input.display().to_string(), error: format!("{err:#}") });
+    }
+
+    /// Prints the JSON summary if asked; returns whether every file succeeded.
+    pub fn finish(self) -> bool {
+        let ok = self.failures.is_empty();
+        if self.json {
+            let input_bytes: u64 = self.successes.iter().map(|r| r.input_bytes).sum();
+            let output_bytes: u64 = self.successes.iter().map(|r| r.output_bytes).sum();
+            let (compressed, original) = match self.command {
+                "compress" => (output_bytes, input_bytes),
+                _ => (input_bytes, output_bytes),
+            };
+            let summary = JsonSummary {
+                command: self.command,
+                ok,
+                input_bytes,
+                output_bytes,
+                ratio: ratio(compressed, original),
+                seconds: self.successes.iter().map(|r| r.seconds).sum(),
+                files: &self.successes,
+                failures: &self.failures,
+            };
+            print_json(&summary);
+        }
+        ok
+    }
+}
+
+#[derive(Serialize)]
+struct InspectJson<'a> {
+    file: String,
+    format: &'a str,
+    source_bytes: u64,
+    stored_bytes: u64,
+    ratio: f64,
+    blake3: &'a str,
+    writer: &'a str,
+    segments: Vec<SegmentJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct SegmentJson<'a> {
+    kind: SegmentKind,
+    name: Option<&'a str>,
+    dtype: Option<&'a str>,
+    shape: Option<&'a [u64]>,
+    bytes: u64,
+    stored_bytes: u64,
+    ratio: f64,
+    layout: &'a str,
+    chunks: usize,
+}
+
+pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
+    let manifest = &inspection.manifest;
+    let segments: Vec<SegmentJson> = manifest
+        .segments
+        .iter()
+        .map(|segment| SegmentJson {
+            kind: segment.kind,
+            name: segment.name.as_deref(),
+            dtype: segment.dtype.as_deref(),
+            shape: segment.shape.as_deref(),
+            bytes: segment.len,
+            stored_bytes: segment.stored_len(),
+            ratio: ratio(segment.stored_len(), segment.len),
+            layout: &segment.layout,
+            chunks: segment.chunks.len(),
+        })
+        .collect();
+    let report = InspectJson {
+        file: path.display().to_string(),
+        format: &manifest.source.format,
+        source_bytes: manifest.source.len,
+        stored_bytes: inspection.container_len,
+        ratio: ratio(inspection.container_len, manifest.source.len),
+        blake3: &manifest.source.blake3,
+        writer: &manifest.writer,
+        segments,
+    };
+    if json {
+        print_json(&report);
+        return;
+    }
+    let mut out = String::new();
+    out += &format!(
+        "{}: {} file, {} => {} ({:.2}%), written by {}\n",
+        report.file,
+        report.format,
+        human_bytes(report.source_bytes),
+        human_bytes(report.stored_bytes),
+        report.ratio * 100.0,
+        report.writer
+    );
+    out += &format!("{:<48} {:<8} {:<16} {:>10} {:>10} {:>7}  {}\n", "name", "dtype", "shape", "bytes", "stored", "ratio", "layout");
+    for segment in &report.segments {
+        let name = segment.name.map_or_else(|| format!("({:?})", segment.kind).to_lowercase(), str::to_owned);
+        let shape = segment.shape.map_or_else(String::new, |shape| format!("{shape:?}"));
+        out += &format!(
+            "{:<48} {:<8} {:<16} {:>10} {:>10} {:>6.2}%  {}\n",
+            name,
+            segment.dtype.unwrap_or("-"),
+            shape,
+            segment.bytes,
+            segment.stored_bytes,
+            segment.ratio * 100.0,
+            segment.layout
+        );
+    }
+    write_stdout(&out);
+}
+
+fn print_json(value: &impl Serialize) {
+    let mut text = serde_json::to_string_pretty(value).expect("reports serialize");
+    text.push('\n');
+    write_stdout(&text);
+}
+
+/// Writes to stdout; a closed pipe (`tenzip inspect x.tzp | head`) is not an error.
+fn write_stdout(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        if err.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("tenzip: cannot write to stdout: {err}");
+        }
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        1.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

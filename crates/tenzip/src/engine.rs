@@ -1,0 +1,299 @@
+//! The engine: codes a planned file chunk by chunk, in parallel, into a container, and back.
+//!
+//! Chunks are processed in batches: a batch is coded in parallel into reusable slots, then written out in
+//! order. Output therefore never depends on the thread count, and memory stays bounded by the batch, not
+//! the file. With one thread the same code runs on the calling thread with no pool: that serial path is the
+//! reference that tests hold the parallel one to, byte for byte.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::ops::Range;
+
+use rayon::prelude::*;
+use tenzip_codec::{decode_chunk, encode_chunk, Layout, Scratch};
+use tenzip_container::{Checksum, Chunk, Container, Manifest, Segment, Source, Writer};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::{ErrorKind, Plan};
+
+/// Options for compression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressOptions {
+    /// Original bytes per chunk (rounded down to whole values). Smaller chunks adapt better to local
+    /// statistics and parallelise finer; larger ones amortise code tables.
+    pub chunk_size: usize,
+    /// Worker threads; 0 means one per core, 1 runs serially on the calling thread.
+    pub threads: usize,
+    /// Store the file as opaque bytes instead of parsing it.
+    pub generic: bool,
+    /// Replace an existing output file.
+    pub overwrite: bool,
+}
+
+impl Default for CompressOptions {
+    fn default() -> Self {
+        CompressOptions { chunk_size: 1 << 20, threads: 0, generic: false, overwrite: false }
+    }
+}
+
+/// Options for decompression and verification.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecompressOptions {
+    /// Worker threads; 0 means one per core, 1 runs serially on the calling thread.
+    pub threads: usize,
+    /// Replace an existing output file.
+    pub overwrite: bool,
+}
+
+thread_local! {
+    /// Each worker keeps its codec buffers across chunks and batches.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `work` on every (task, slot) pair, on `pool` when there is one, else serially on this thread.
+fn for_each_slot<T: Sync, S: Send>(
+    pool: Option<&rayon::ThreadPool>,
+    tasks: &[T],
+    slots: &mut [S],
+    work: impl Fn(&mut Scratch, &T, &mut S) -> Result<(), ErrorKind> + Sync,
+) -> Result<(), ErrorKind> {
+    let run = |task: &T, slot: &mut S| SCRATCH.with(|scratch| work(&mut scratch.borrow_mut(), task, slot));
+    match pool {
+        Some(pool) => pool.install(|| tasks.par_iter().zip(slots.par_iter_mut()).try_for_each(|(t, s)| run(t, s))),
+        None => tasks.iter().zip(slots.iter_mut()).try_for_each(|(t, s)| run(t, s)),
+    }
+}
+
+/// A pool for `threads` workers, or `None` for the serial path.
+fn pool(threads: usize) -> Result<Option<rayon::ThreadPool>, ErrorKind> {
+    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+    if threads == 1 {
+        return Ok(None);
+    }
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(std::io::Error::other)?;
+    Ok(Some(pool))
+}
+
+/// Chunks per batch: enough to keep every worker busy, few enough to bound memory.
+fn batch_len(pool: Option<&rayon::ThreadPool>) -> usize {
+    pool.map_or(1, |pool| pool.current_num_threads() * 4)
+}
+
+/// A chunk to code: which segment it belongs to and its byte range in the input.
+struct ChunkTask {
+    segment: usize,
+    range: Range<usize>,
+    layout: Layout,
+}
+
+/// A coded chunk waiting to be written.
+#[derive(Default)]
+struct CodedSlot {
+    payload: Vec<u8>,
+    xxh3: u64,
+}
+
+/// Codes `file` as `plan` describes into a container written to `out`. Returns the writer and the manifest.
+pub fn compress<W: Write>(
+    file: &[u8],
+    plan: &Plan,
+    options: &CompressOptions,
+    out: W,
+) -> Result<(W, Manifest), ErrorKind> {
+    let pool = pool(options.threads)?;
+    let tasks = chunk_tasks(plan, options.chunk_size);
+    let mut slots: Vec<CodedSlot> = Vec::new();
+    slots.resize_with(batch_len(pool.as_ref()), CodedSlot::default);
+
+    let mut writer = Writer::new(out)?;
+    let mut file_hash = blake3::Hasher::new();
+    let mut segment_chunks: Vec<Vec<Chunk>> = vec![Vec::new(); plan.segments.len()];
+    let mut segment_hashes = SegmentHashes::new(plan.segments.len());
+    for batch in tasks.chunks(slots.len()) {
+        let slots = &mut slots[..batch.len()];
+        let pool = pool.as_ref();
+        let batch_bytes = &file[batch[0].range.start..batch[batch.len() - 1].range.end];
+        // The whole-file hash is the one serial pass over the input: run it beside the batch's coding.
+        match pool {
+            Some(pool) => pool.join(|| file_hash.update(batch_bytes), || encode_batch(Some(pool), file, batch, slots)).1?,
+            None => {
+                file_hash.update(batch_bytes);
+                encode_batch(None, file, batch, slots)?
+            }
+        }
+        for (task, slot) in batch.iter().zip(slots.iter()) {
+            let offset = writer.append(&slot.payload)?;
+            let len = task.range.len() as u64;
+            segment_chunks[task.segment].push(Chunk {
+                offset,
+                stored: slot.payload.len() as u64,
+                len,
+                xxh3: Checksum(slot.xxh3),
+            });
+            segment_hashes.update(task.segment, &file[task.range.clone()]);
+        }
+    }
+
+    let segment_hashes = segment_hashes.finish();
+    let segments = plan
+        .segments
+        .iter()
+        .zip(segment_chunks)
+        .zip(segment_hashes)
+        .map(|((planned, chunks), xxh3)| {
+            let mut segment = Segment::new(planned.kind, planned.range.clone(), planned.layout.name(), xxh3, chunks);
+            if let Some(tensor) = &planned.tensor {
+                segment.name = Some(tensor.name.clone());
+                segment.dtype = Some(tensor.dtype.name().to_owned());
+                segment.shape = Some(tensor.shape.clone());
+            }
+            segment
+        })
+        .collect();
+    let source = Source {
+        format: plan.format.name().to_owned(),
+        len: file.len() as u64,
+        blake3: file_hash.finalize().to_hex().to_string(),
+    };
+    let manifest = Manifest::new(source, options.chunk_size as u64, segments);
+    let out = writer.finish(&manifest)?;
+    Ok((out, manifest))
+}
+
+fn encode_batch(
+    pool: Option<&rayon::ThreadPool>,
+    file: &[u8],
+    batch: &[ChunkTask],
+    slots: &mut [CodedSlot],
+) -> Result<(), ErrorKind> {
+    for_each_slot(pool, batch, slots, |scratch, task, slot| {
+        let values = &file[task.range.clone()];
+        slot.xxh3 = xxhash_rust::xxh3::xxh3_64(values);
+        encode_chunk(task.layout, values, scratch, &mut slot.payload);
+        Ok(())
+    })
+}
+
+/// Cuts every segment into chunks of at most `chunk_size` bytes, on value boundaries.
+fn chunk_tasks(plan: &Plan, chunk_size: usize) -> Vec<ChunkTask> {
+    let mut tasks = Vec::new();
+    for (segment, planned) in plan.segments.iter().enumerate() {
+        let value_size = planned.layout.value_size();
+        let step = (chunk_size.clamp(1, tenzip_container::MAX_CHUNK_LEN as usize) / value_size).max(1) * value_size;
+        let (start, end) = (planned.range.start as usize, planned.range.end as usize);
+        tasks.extend((start..end).step_by(step).map(|chunk_start| ChunkTask {
+            segment,
+            range: chunk_start..(chunk_start + step).min(end),
+            layout: planned.layout,
+        }));
+    }
+    tasks
+}
+
+/// Per-segment XXH3 of the original bytes, fed chunk by chunk in file order.
+struct SegmentHashes {
+    done: Vec<Checksum>,
+    current: Option<(usize, Xxh3)>,
+}
+
+impl SegmentHashes {
+    fn new(segments: usize) -> Self {
+        SegmentHashes { done: vec![Checksum::of(&[]); segments], current: None }
+    }
+
+    fn update(&mut self, segment: usize, bytes: &[u8]) {
+        if self.current.as_ref().is_none_or(|(current, _)| *current != segment) {
+            self.finish_current();
+            self.current = Some((segment, Xxh3::new()));
+        }
+        if let Some((_, hasher)) = &mut self.current {
+            hasher.update(bytes);
+        }
+    }
+
+    fn finish_current(&mut self) {
+        if let Some((segment, hasher)) = self.current.take() {
+            self.done[segment] = Checksum(hasher.digest());
+        }
+    }
+
+    /// Checksums for every segment; segments that got no bytes keep the checksum of nothing.
+    fn finish(mut self) -> Vec<Checksum> {
+        self.finish_current();
+        self.done
+    }
+}
+
+/// A chunk to decode: where it goes and how it was coded.
+struct DecodeTask<'a> {
+    segment: usize,
+    index: usize,
+    chunk: &'a Chunk,
+    layout: Layout,
+}
+
+/// Decodes `container` into `out`, checking each chunk, each segment and the whole file against the
+/// manifest. On error, what was written to `out` must be discarded.
+pub fn decompress<W: Write>(container: &Container, options: &DecompressOptions, mut out: W) -> Result<W, ErrorKind> {
+    let manifest = container.manifest();
+    let pool = pool(options.threads)?;
+    let layouts = manifest
+        .segments
+        .iter()
+        .map(|segment| {
+            segment.layout.parse::<Layout>().map_err(|_| ErrorKind::UnknownLayout {
+                segment: describe(segment),
+                layout: segment.layout.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let tasks: Vec<DecodeTask> = manifest
+        .segments
+        .iter()
+        .enumerate()
+        .flat_map(|(segment, s)| {
+            let layout = layouts[segment];
+            s.chunks.iter().enumerate().map(move |(index, chunk)| DecodeTask { segment, index, chunk, layout })
+        })
+        .collect();
+    let mut slots: Vec<Vec<u8>> = vec![Vec::new(); batch_len(pool.as_ref())];
+    let mut file_hash = blake3::Hasher::new();
+    let mut segment_hashes = SegmentHashes::new(manifest.segments.len());
+
+    for batch in tasks.chunks(slots.len()) {
+        let slots = &mut slots[..batch.len()];
+        for_each_slot(pool.as_ref(), batch, slots, |scratch, task, slot| {
+            slot.resize(task.chunk.len as usize, 0);
+            let segment = &manifest.segments[task.segment];
+            decode_chunk(task.layout, container.payload(task.chunk), slot, scratch).map_err(|source| {
+                ErrorKind::Codec { segment: describe(segment), chunk: task.index, source }
+            })?;
+            if xxhash_rust::xxh3::xxh3_64(slot) != task.chunk.xxh3.0 {
+                return Err(ErrorKind::Checksum(format!("chunk {} of {}", task.index, describe(segment))));
+            }
+            Ok(())
+        })?;
+        for (task, slot) in batch.iter().zip(slots.iter()) {
+            out.write_all(slot)?;
+            file_hash.update(slot);
+            segment_hashes.update(task.segment, slot);
+        }
+    }
+    for (segment, checksum) in manifest.segments.iter().zip(segment_hashes.finish()) {
+        if checksum != segment.xxh3 {
+            return Err(ErrorKind::Checksum(describe(segment)));
+        }
+    }
+    if file_hash.finalize().to_hex().as_str() != manifest.source.blake3 {
+        return Err(ErrorKind::Checksum("the whole restored file (BLAKE3)".into()));
+    }
+    Ok(out)
+}
+
+/// A segment as error messages name it.
+fn describe(segment: &Segment) -> String {
+    match &segment.name {
+        Some(name) => format!("tensor {name:?}"),
+        None => format!("{:?} segment at offset {}", segment.kind, segment.offset).to_lowercase(),
+    }
+}

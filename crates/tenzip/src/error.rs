@@ -1,0 +1,71 @@
+use std::io;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// An error that names the file it concerns; its [`ErrorKind`] says what is wrong.
+#[derive(Debug, Error)]
+#[error("{}: {kind}", path.display())]
+pub struct Error {
+    path: PathBuf,
+    #[source]
+    kind: ErrorKind,
+}
+
+impl Error {
+    pub(crate) fn new(path: &Path, kind: impl Into<ErrorKind>) -> Error {
+        Error { path: path.to_owned(), kind: kind.into() }
+    }
+
+    /// The file the error concerns.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+}
+
+/// What went wrong, independent of which file.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Reading or writing failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The input looks like safetensors but breaks a rule of the format.
+    #[error("invalid safetensors file: {0} (pass --generic to store it as opaque bytes)")]
+    Safetensors(#[from] tenzip_safetensors::Error),
+    /// The input is in no format tenzip reads.
+    #[error("not a safetensors file (pass --generic to store any file as opaque bytes)")]
+    UnknownFormat,
+    /// The `.tzp` file's framing or manifest is invalid.
+    #[error("{0}")]
+    Container(#[from] tenzip_container::Error),
+    /// The manifest names a layout this version does not know.
+    #[error("segment {segment} uses layout {layout:?}, which this version of tenzip does not know")]
+    UnknownLayout {
+        /// The segment's description.
+        segment: String,
+        /// The layout name.
+        layout: String,
+    },
+    /// A chunk's payload does not decode.
+    #[error("chunk {chunk} of {segment} is corrupt: {source}")]
+    Codec {
+        /// The segment's description.
+        segment: String,
+        /// Index of the chunk within the segment.
+        chunk: usize,
+        /// The decoder's complaint.
+        source: tenzip_codec::Error,
+    },
+    /// Decoded bytes do not match their recorded checksum.
+    #[error("checksum mismatch in {0}: the file is damaged")]
+    Checksum(String),
+    /// The output exists and overwriting was not asked for.
+    #[error("already exists (pass -f to overwrite)")]
+    OutputExists,
+}

@@ -1,0 +1,167 @@
+//! Whole files: map the input, write the output beside its destination under a temporary name, flush and
+//! sync it, and only then give it its final name. A failure at any point leaves no partial output behind.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use tenzip_container::{Container, Manifest};
+
+use crate::engine::{compress, decompress};
+use crate::{CompressOptions, DecompressOptions, Error, ErrorKind, Plan};
+
+/// What an operation did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Bytes read.
+    pub input_bytes: u64,
+    /// Bytes written (for `verify`, the bytes that were restored and checked).
+    pub output_bytes: u64,
+    /// Wall-clock time.
+    pub seconds: f64,
+}
+
+/// A `.tzp` file's manifest and size, for `inspect`.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The `.tzp` file's length.
+    pub container_len: u64,
+}
+
+/// Compresses `input` into the `.tzp` file `output`.
+pub fn compress_file(input: &Path, output: &Path, options: &CompressOptions) -> Result<Summary, Error> {
+    let started = Instant::now();
+    refuse_existing(output, options.overwrite)?;
+    let file = map(input)?;
+    let plan = Plan::new(&file, options.generic).map_err(|kind| Error::new(input, kind))?;
+    let output_bytes = write_atomically(input, output, options.overwrite, |out| {
+        compress(&file, &plan, options, out).map(|_| ())
+    })?;
+    Ok(Summary { input_bytes: file.len() as u64, output_bytes, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// Restores the original file from the `.tzp` file `input` into `output`. Every chunk checksum and the whole
+/// file's BLAKE3 hash are checked before `output` appears.
+pub fn decompress_file(input: &Path, output: &Path, options: &DecompressOptions) -> Result<Summary, Error> {
+    let started = Instant::now();
+    refuse_existing(output, options.overwrite)?;
+    let bytes = map(input)?;
+    let container = Container::open(&bytes).map_err(|err| Error::new(input, err))?;
+    let output_bytes = write_atomically(input, output, options.overwrite, |out| {
+        decompress(&container, options, out).map(|_| ())
+    })?;
+    Ok(Summary { input_bytes: bytes.len() as u64, output_bytes, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// Decodes the whole `.tzp` file `input` and checks every checksum, writing nothing.
+pub fn verify_file(input: &Path, options: &DecompressOptions) -> Result<Summary, Error> {
+    let started = Instant::now();
+    let bytes = map(input)?;
+    let container = Container::open(&bytes).map_err(|err| Error::new(input, err))?;
+    decompress(&container, options, io::sink()).map_err(|kind| Error::new(input, kind))?;
+    Ok(Summary {
+        input_bytes: bytes.len() as u64,
+        output_bytes: container.manifest().source.len,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Reads the manifest of the `.tzp` file `input` (validating its framing, not its payloads).
+pub fn inspect_file(input: &Path) -> Result<Inspection, Error> {
+    let bytes = map(input)?;
+    let container = Container::open(&bytes).map_err(|err| Error::new(input, err))?;
+    Ok(Inspection { manifest: container.manifest().clone(), container_len: container.len() })
+}
+
+fn refuse_existing(output: &Path, overwrite: bool) -> Result<(), Error> {
+    if !overwrite && output.symlink_metadata().is_ok() {
+        return Err(Error::new(output, ErrorKind::OutputExists));
+    }
+    Ok(())
+}
+
+/// Writes through `write` into a temporary file beside `output`, syncs it, then renames it to `output`.
+/// Errors from writing name `output`; all others name `input`. Returns the bytes written.
+fn write_atomically(
+    input: &Path,
+    output: &Path,
+    overwrite: bool,
+    write: impl FnOnce(&mut BufWriter<&File>) -> Result<(), ErrorKind>,
+) -> Result<u64, Error> {
+    let output_error = |err: io::Error| Error::new(output, err);
+    let dir = match output.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let name = output.file_name().map_or_else(|| "tenzip".into(), |name| name.to_string_lossy());
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .map_err(output_error)?;
+    {
+        let mut out = BufWriter::with_capacity(1 << 20, temp.as_file());
+        write(&mut out).map_err(|kind| match kind {
+            ErrorKind::Io(err) => Error::new(output, err),
+            other => Error::new(input, other),
+        })?;
+        out.flush().map_err(output_error)?;
+    }
+    temp.as_file().sync_all().map_err(output_error)?;
+    let written = temp.as_file().metadata().map_err(output_error)?.len();
+    let persisted = if overwrite { temp.persist(output) } else { temp.persist_noclobber(output) };
+    persisted.map_err(|err| match err.error.kind() {
+        io::ErrorKind::AlreadyExists => Error::new(output, ErrorKind::OutputExists),
+        _ => Error::new(output, err.error),
+    })?;
+    Ok(written)
+}
+
+/// The input's bytes, memory-mapped so that large checkpoints are paged in on demand rather than copied.
+fn map(path: &Path) -> Result<mapped::Input, Error> {
+    mapped::Input::open(path).map_err(|err| Error::new(path, err))
+}
+
+#[allow(unsafe_code)]
+mod mapped {
+    use std::fs::File;
+    use std::io;
+    use std::ops::Deref;
+    use std::path::Path;
+
+    /// A read-only view of a whole file.
+    pub(super) enum Input {
+        Mapped(memmap2::Mmap),
+        /// Zero-length files cannot be mapped.
+        Empty,
+    }
+
+    impl Input {
+        pub(super) fn open(path: &Path) -> io::Result<Input> {
+            let file = File::open(path)?;
+            if file.metadata()?.len() == 0 {
+                return Ok(Input::Empty);
+            }
+            // SAFETY: the map is read-only and private to this process. Another process truncating or
+            // rewriting the file while it is mapped could change the bytes under us (or raise SIGBUS); that
+            // is the accepted risk of every mmap-based tool (ripgrep, zstd --mmap). It cannot produce a wrong
+            // restore: compression checksums each chunk as it codes it, and restores check those checksums
+            // and the whole-file hash before an output gets its final name.
+            unsafe { memmap2::Mmap::map(&file) }.map(Input::Mapped)
+        }
+    }
+
+    impl Deref for Input {
+        type Target = [u8];
+
+        fn deref(&self) -> &[u8] {
+            match self {
+                Input::Mapped(map) => map,
+                Input::Empty => &[],
+            }
+        }
+    }
+}
