@@ -1,1 +1,7 @@
+//! End-to-end tests: one test binary (as in ripgrep), modules by topic, helpers in `util`.
 
+mod cli;
+mod corpus;
+mod properties;
+mod roundtrip;
+mod util;

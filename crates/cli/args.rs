@@ -37,7 +37,9 @@ pub enum Command {
     #[command(after_help = "Example: tenzip verify *.tzp")]
     Verify(VerifyArgs),
     /// Show what a .tzp file holds: per tensor name, dtype, shape, bytes, stored bytes, ratio and layout.
-    #[command(after_help = "Example: tenzip inspect --json model.safetensors.tzp | jq '.segments[0]'")]
+    #[command(
+        after_help = "Example: tenzip inspect --json model.safetensors.tzp | jq '.segments[0]'"
+    )]
     Inspect(InspectArgs),
 }
 
@@ -120,19 +122,32 @@ pub struct InspectArgs {
 /// `4096`, `256K`, `1M`, `1MiB`: binary multiples.
 fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(digits);
-    let number: usize = number.parse().map_err(|_| format!("{text:?} is not a size"))?;
-    let shift = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size"))?;
+    let shift = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
         "" => 0,
         "K" => 10,
         "M" => 20,
         "G" => 30,
         _ => return Err(format!("{text:?}: unknown unit (use K, M or G)")),
     };
-    let size = number.checked_shl(shift).filter(|&size| size >> shift == number).ok_or("size too large")?;
+    let size = number
+        .checked_shl(shift)
+        .filter(|&size| size >> shift == number)
+        .ok_or("size too large")?;
     if !(1..=64 << 20).contains(&size) {
-        return Err(format!("{text:?}: chunk size must be between 1 byte and 64M"));
+        return Err(format!(
+            "{text:?}: chunk size must be between 1 byte and 64M"
+        ));
     }
     Ok(size)
 }

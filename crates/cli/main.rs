@@ -58,7 +58,10 @@ fn run_each(
 /// `-o` names one output, so it makes sense with one input only.
 fn check_single_output(output: &Option<PathBuf>, inputs: &[PathBuf]) -> anyhow::Result<()> {
     if output.is_some() && inputs.len() > 1 {
-        bail!("-o/--output needs exactly one input file, got {}", inputs.len());
+        bail!(
+            "-o/--output needs exactly one input file, got {}",
+            inputs.len()
+        );
     }
     Ok(())
 }
@@ -72,20 +75,36 @@ fn compress(args: CompressArgs) -> anyhow::Result<ExitCode> {
         overwrite: args.common.force,
     };
     Ok(run_each("compress", &args.common, &args.files, |input| {
-        let output = args.output.clone().unwrap_or_else(|| with_extension_added(input, "tzp"));
+        let output = args
+            .output
+            .clone()
+            .unwrap_or_else(|| with_extension_added(input, "tzp"));
         let summary = tenzip::compress_file(input, &output, &options)?;
         if args.common.remove_input {
-            let verify = DecompressOptions { threads: args.common.threads, overwrite: false };
-            tenzip::verify_file(&output, &verify).context("not removing the input: the output did not verify")?;
-            std::fs::remove_file(input).with_context(|| format!("cannot remove {}", input.display()))?;
+            let verify = DecompressOptions {
+                threads: args.common.threads,
+                overwrite: false,
+            };
+            tenzip::verify_file(&output, &verify)
+                .context("not removing the input: the output did not verify")?;
+            std::fs::remove_file(input)
+                .with_context(|| format!("cannot remove {}", input.display()))?;
         }
-        Ok(FileReport::new(input, &output, &summary, Direction::Compress))
+        Ok(FileReport::new(
+            input,
+            &output,
+            &summary,
+            Direction::Compress,
+        ))
     }))
 }
 
 fn decompress(args: DecompressArgs) -> anyhow::Result<ExitCode> {
     check_single_output(&args.output, &args.files)?;
-    let options = DecompressOptions { threads: args.common.threads, overwrite: args.common.force };
+    let options = DecompressOptions {
+        threads: args.common.threads,
+        overwrite: args.common.force,
+    };
     Ok(run_each("decompress", &args.common, &args.files, |input| {
         let output = match &args.output {
             Some(output) => output.clone(),
@@ -94,15 +113,29 @@ fn decompress(args: DecompressArgs) -> anyhow::Result<ExitCode> {
         // The restore is checked against every checksum before it gets its name, so --rm needs no re-read.
         let summary = tenzip::decompress_file(input, &output, &options)?;
         if args.common.remove_input {
-            std::fs::remove_file(input).with_context(|| format!("cannot remove {}", input.display()))?;
+            std::fs::remove_file(input)
+                .with_context(|| format!("cannot remove {}", input.display()))?;
         }
-        Ok(FileReport::new(input, &output, &summary, Direction::Restore))
+        Ok(FileReport::new(
+            input,
+            &output,
+            &summary,
+            Direction::Restore,
+        ))
     }))
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let options = DecompressOptions { threads: args.threads, overwrite: false };
-    let common = CommonArgs { threads: args.threads, quiet: args.quiet, json: args.json, ..CommonArgs::default() };
+    let options = DecompressOptions {
+        threads: args.threads,
+        overwrite: false,
+    };
+    let common = CommonArgs {
+        threads: args.threads,
+        quiet: args.quiet,
+        json: args.json,
+        ..CommonArgs::default()
+    };
     Ok(run_each("verify", &common, &args.files, |input| {
         let summary: Summary = tenzip::verify_file(input, &options)?;
         Ok(FileReport::new(input, input, &summary, Direction::Restore))
@@ -120,7 +153,11 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if failed { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `model.safetensors` -> `model.safetensors.tzp`.
@@ -135,6 +172,9 @@ fn with_extension_added(path: &Path, extension: &str) -> PathBuf {
 fn without_tzp_extension(path: &Path) -> anyhow::Result<PathBuf> {
     match path.extension() {
         Some(extension) if extension == "tzp" => Ok(path.with_extension("")),
-        _ => bail!("{}: does not end in .tzp; name the output with -o", path.display()),
+        _ => bail!(
+            "{}: does not end in .tzp; name the output with -o",
+            path.display()
+        ),
     }
 }

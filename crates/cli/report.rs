@@ -70,12 +70,22 @@ struct JsonSummary<'a> {
 
 impl Reporter {
     pub fn new(command: &'static str, quiet: bool, json: bool) -> Reporter {
-        Reporter { command, quiet, json, successes: Vec::new(), failures: Vec::new() }
+        Reporter {
+            command,
+            quiet,
+            json,
+            successes: Vec::new(),
+            failures: Vec::new(),
+        }
     }
 
     pub fn success(&mut self, report: FileReport) {
         if !self.quiet && !self.json {
-            let verb = if self.command == "verify" { "OK" } else { &report.output };
+            let verb = if self.command == "verify" {
+                "OK"
+            } else {
+                &report.output
+            };
             eprintln!(
                 "{}: {:.2}% ({} => {}, {verb}) in {:.2} s, {:.0} MB/s",
                 report.input,
@@ -91,7 +101,10 @@ impl Reporter {
 
     pub fn failure(&mut self, input: &Path, err: &anyhow::Error) {
         eprintln!("tenzip: {err:#}");
-        self.failures.push(FailureReport { input: input.display().to_string(), error: format!("{err:#}") });
+        self.failures.push(FailureReport {
+            input: input.display().to_string(),
+            error: format!("{err:#}"),
+        });
     }
 
     /// Prints the JSON summary if asked; returns whether every file succeeded.
@@ -186,10 +199,18 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
         report.ratio * 100.0,
         report.writer
     );
-    out += &format!("{:<48} {:<8} {:<16} {:>10} {:>10} {:>7}  {}\n", "name", "dtype", "shape", "bytes", "stored", "ratio", "layout");
+    out += &format!(
+        "{:<48} {:<8} {:<16} {:>10} {:>10} {:>7}  {}\n",
+        "name", "dtype", "shape", "bytes", "stored", "ratio", "layout"
+    );
     for segment in &report.segments {
-        let name = segment.name.map_or_else(|| format!("({:?})", segment.kind).to_lowercase(), str::to_owned);
-        let shape = segment.shape.map_or_else(String::new, |shape| format!("{shape:?}"));
+        let name = segment.name.map_or_else(
+            || format!("({:?})", segment.kind).to_lowercase(),
+            str::to_owned,
+        );
+        let shape = segment
+            .shape
+            .map_or_else(String::new, |shape| format!("{shape:?}"));
         out += &format!(
             "{:<48} {:<8} {:<16} {:>10} {:>10} {:>6.2}%  {}\n",
             name,
@@ -213,7 +234,10 @@ fn print_json(value: &impl Serialize) {
 /// Writes to stdout; a closed pipe (`tenzip inspect x.tzp | head`) is not an error.
 fn write_stdout(text: &str) {
     let mut stdout = std::io::stdout().lock();
-    if let Err(err) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    if let Err(err) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         if err.kind() != std::io::ErrorKind::BrokenPipe {
             eprintln!("tenzip: cannot write to stdout: {err}");
         }

@@ -23,7 +23,11 @@ impl Scratch {
 /// # Panics
 /// If `values.len()` is not a multiple of `layout.value_size()`; callers cut chunks on value boundaries.
 pub fn encode_chunk(layout: Layout, values: &[u8], scratch: &mut Scratch, payload: &mut Vec<u8>) {
-    assert_eq!(values.len() % layout.value_size(), 0, "{layout} chunks hold whole values");
+    assert_eq!(
+        values.len() % layout.value_size(),
+        0,
+        "{layout} chunks hold whole values"
+    );
     payload.clear();
     let streams = scratch.streams(layout.stream_count());
     layout.split(values, streams);
@@ -33,9 +37,17 @@ pub fn encode_chunk(layout: Layout, values: &[u8], scratch: &mut Scratch, payloa
 }
 
 /// Decodes a chunk written by [`encode_chunk`] into `out`, which must be exactly the chunk's original length.
-pub fn decode_chunk(layout: Layout, payload: &[u8], out: &mut [u8], scratch: &mut Scratch) -> Result<(), Error> {
+pub fn decode_chunk(
+    layout: Layout,
+    payload: &[u8],
+    out: &mut [u8],
+    scratch: &mut Scratch,
+) -> Result<(), Error> {
     if out.len() % layout.value_size() != 0 {
-        return Err(Error::ValueAlignment { len: out.len(), value_size: layout.value_size() });
+        return Err(Error::ValueAlignment {
+            len: out.len(),
+            value_size: layout.value_size(),
+        });
     }
     let values = out.len() / layout.value_size();
     let streams = scratch.streams(layout.stream_count());
@@ -71,7 +83,10 @@ mod tests {
     fn bf16_weights_compress() {
         // Values clustered around 1.0 and -1.0, like a normalisation weight.
         let values: Vec<u8> = (0..20_000u32)
-            .flat_map(|i| (0x3f80u16 ^ ((i % 3) as u16) << 15 | (i.wrapping_mul(2654435761) >> 25) as u16).to_le_bytes())
+            .flat_map(|i| {
+                (0x3f80u16 ^ ((i % 3) as u16) << 15 | (i.wrapping_mul(2654435761) >> 25) as u16)
+                    .to_le_bytes()
+            })
             .collect();
         assert!(round_trip(Layout::Bf16, &values) < values.len() * 6 / 10);
     }
@@ -81,12 +96,18 @@ mod tests {
         let mut scratch = Scratch::default();
         assert_eq!(
             decode_chunk(Layout::F32, &[], &mut [0; 6], &mut scratch),
-            Err(Error::ValueAlignment { len: 6, value_size: 4 })
+            Err(Error::ValueAlignment {
+                len: 6,
+                value_size: 4
+            })
         );
         let mut payload = Vec::new();
         encode_chunk(Layout::Bytes, &[1, 2, 3], &mut scratch, &mut payload);
         payload.push(0);
-        assert_eq!(decode_chunk(Layout::Bytes, &payload, &mut [0; 3], &mut scratch), Err(Error::TrailingBytes(1)));
+        assert_eq!(
+            decode_chunk(Layout::Bytes, &payload, &mut [0; 3], &mut scratch),
+            Err(Error::TrailingBytes(1))
+        );
     }
 
     proptest! {

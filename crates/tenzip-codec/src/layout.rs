@@ -105,7 +105,13 @@ fn merge_16(high: &[u8], low: &[u8], out: &mut [u8]) {
 }
 
 /// 32-bit values: the exponent (bits 30..23), sign with mantissa bits 22..16, mantissa bits 15..8, 7..0.
-fn split_32(values: &[u8], exponent: &mut [u8], sign_top: &mut [u8], middle: &mut [u8], bottom: &mut [u8]) {
+fn split_32(
+    values: &[u8],
+    exponent: &mut [u8],
+    sign_top: &mut [u8],
+    middle: &mut [u8],
+    bottom: &mut [u8],
+) {
     let fields = exponent.iter_mut().zip(sign_top).zip(middle).zip(bottom);
     for (value, (((exponent, sign_top), middle), bottom)) in values.chunks_exact(4).zip(fields) {
         let bits = u32::from_le_bytes([value[0], value[1], value[2], value[3]]);
@@ -118,7 +124,8 @@ fn split_32(values: &[u8], exponent: &mut [u8], sign_top: &mut [u8], middle: &mu
 
 fn merge_32(exponent: &[u8], sign_top: &[u8], middle: &[u8], bottom: &[u8], out: &mut [u8]) {
     let fields = exponent.iter().zip(sign_top).zip(middle).zip(bottom);
-    for (value, (((&exponent, &sign_top), &middle), &bottom)) in out.chunks_exact_mut(4).zip(fields) {
+    for (value, (((&exponent, &sign_top), &middle), &bottom)) in out.chunks_exact_mut(4).zip(fields)
+    {
         let bits = (u32::from(sign_top & 0x80) << 24)
             | (u32::from(exponent) << 23)
             | (u32::from(sign_top & 0x7f) << 16)
@@ -180,8 +187,17 @@ mod tests {
     #[test]
     fn f32_special_values_survive() {
         let specials = [
-            0u32, 0x8000_0000, 1, 0x8000_0001, 0x007f_ffff, 0x7f80_0000, 0xff80_0000, 0x7fc0_0000, 0x7fa1_2345,
-            0xffff_ffff, 0x3f80_0000,
+            0u32,
+            0x8000_0000,
+            1,
+            0x8000_0001,
+            0x007f_ffff,
+            0x7f80_0000,
+            0xff80_0000,
+            0x7fc0_0000,
+            0x7fa1_2345,
+            0xffff_ffff,
+            0x3f80_0000,
         ];
         let values: Vec<u8> = specials.iter().flat_map(|v| v.to_le_bytes()).collect();
         round_trip(Layout::F32, &values);

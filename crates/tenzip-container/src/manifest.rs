@@ -162,6 +162,8 @@ impl<'de> Deserialize<'de> for Checksum {
         if hex.len() != 16 {
             return Err(serde::de::Error::custom("checksum must be 16 hex digits"));
         }
-        u64::from_str_radix(&hex, 16).map(Checksum).map_err(serde::de::Error::custom)
+        u64::from_str_radix(&hex, 16)
+            .map(Checksum)
+            .map_err(serde::de::Error::custom)
     }
 }

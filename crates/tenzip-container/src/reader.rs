@@ -1,4 +1,7 @@
-use crate::{Checksum, Chunk, Error, Manifest, END_MAGIC, FOOTER_LEN, FORMAT_VERSION, MAGIC, MAX_CHUNK_LEN, PREAMBLE_LEN};
+use crate::{
+    Checksum, Chunk, Error, Manifest, END_MAGIC, FOOTER_LEN, FORMAT_VERSION, MAGIC, MAX_CHUNK_LEN,
+    PREAMBLE_LEN,
+};
 
 /// A validated `.tzp` container over its bytes (typically memory-mapped).
 ///
@@ -22,7 +25,10 @@ impl<'a> Container<'a> {
         }
         let version = read_u32(bytes, 8);
         if version != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion { got: version, supported: FORMAT_VERSION });
+            return Err(Error::UnsupportedVersion {
+                got: version,
+                supported: FORMAT_VERSION,
+            });
         }
         if read_u32(bytes, 12) != 0 {
             return Err(Error::Inconsistent("reserved flags are not zero".into()));
@@ -35,7 +41,10 @@ impl<'a> Container<'a> {
         let manifest_len = read_u64(bytes, footer + 8);
         let manifest_end = manifest_offset.checked_add(manifest_len);
         if manifest_offset < PREAMBLE_LEN || manifest_end != Some(footer as u64) {
-            return Err(Error::ManifestBounds { offset: manifest_offset, len: manifest_len });
+            return Err(Error::ManifestBounds {
+                offset: manifest_offset,
+                len: manifest_len,
+            });
         }
         let json = &bytes[manifest_offset as usize..footer];
         if Checksum::of(json).0 != read_u64(bytes, footer + 16) {
@@ -74,7 +83,10 @@ impl<'a> Container<'a> {
 fn validate(manifest: &Manifest, payload_end: u64) -> Result<(), Error> {
     let inconsistent = |message: String| Err(Error::Inconsistent(message));
     if manifest.format_version != FORMAT_VERSION {
-        return Err(Error::UnsupportedVersion { got: manifest.format_version, supported: FORMAT_VERSION });
+        return Err(Error::UnsupportedVersion {
+            got: manifest.format_version,
+            supported: FORMAT_VERSION,
+        });
     }
     let mut expected_offset = 0u64;
     for (index, segment) in manifest.segments.iter().enumerate() {
@@ -87,7 +99,10 @@ fn validate(manifest: &Manifest, payload_end: u64) -> Result<(), Error> {
         let mut covered = 0u64;
         for chunk in &segment.chunks {
             if chunk.len > MAX_CHUNK_LEN {
-                return inconsistent(format!("segment {index} has a chunk of {} bytes, over the limit", chunk.len));
+                return inconsistent(format!(
+                    "segment {index} has a chunk of {} bytes, over the limit",
+                    chunk.len
+                ));
             }
             let end = chunk.offset.checked_add(chunk.stored);
             if chunk.offset < PREAMBLE_LEN || end.is_none_or(|end| end > payload_end) {
@@ -99,11 +114,15 @@ fn validate(manifest: &Manifest, payload_end: u64) -> Result<(), Error> {
             covered += chunk.len;
         }
         if covered != segment.len {
-            return inconsistent(format!("segment {index} is {} bytes but its chunks hold {covered}", segment.len));
+            return inconsistent(format!(
+                "segment {index} is {} bytes but its chunks hold {covered}",
+                segment.len
+            ));
         }
-        expected_offset = segment.offset.checked_add(segment.len).ok_or_else(|| {
-            Error::Inconsistent(format!("segment {index} ends past 2^64"))
-        })?;
+        expected_offset = segment
+            .offset
+            .checked_add(segment.len)
+            .ok_or_else(|| Error::Inconsistent(format!("segment {index} ends past 2^64")))?;
     }
     if expected_offset != manifest.source.len {
         return inconsistent(format!(
@@ -139,9 +158,21 @@ mod tests {
                 xxh3: Checksum::of(payload),
             })
             .collect();
-        let segment = Segment::new(SegmentKind::Bytes, 0..7, "bytes", Checksum::of(b"abcdefg"), chunks);
-        let source = Source { format: "generic".into(), len: 7, blake3: "0".repeat(64) };
-        writer.finish(&Manifest::new(source, 4, vec![segment])).unwrap()
+        let segment = Segment::new(
+            SegmentKind::Bytes,
+            0..7,
+            "bytes",
+            Checksum::of(b"abcdefg"),
+            chunks,
+        );
+        let source = Source {
+            format: "generic".into(),
+            len: 7,
+            blake3: "0".repeat(64),
+        };
+        writer
+            .finish(&Manifest::new(source, 4, vec![segment]))
+            .unwrap()
     }
 
     /// Rewrites the manifest of a valid container (fixing its checksum) to test the consistency rules.
@@ -150,7 +181,9 @@ mod tests {
         let mut manifest = Container::open(&bytes).unwrap().manifest().clone();
         edit(&mut manifest);
         let mut writer = Writer::new(Vec::new()).unwrap();
-        writer.append(&bytes[PREAMBLE_LEN as usize..PREAMBLE_LEN as usize + 7]).unwrap();
+        writer
+            .append(&bytes[PREAMBLE_LEN as usize..PREAMBLE_LEN as usize + 7])
+            .unwrap();
         writer.finish(&manifest).unwrap()
     }
 
@@ -166,24 +199,39 @@ mod tests {
     #[test]
     fn every_framing_rule_has_its_own_error() {
         let good = container();
-        assert!(matches!(Container::open(&good[..40]), Err(Error::TooShort { len: 40 })));
+        assert!(matches!(
+            Container::open(&good[..40]),
+            Err(Error::TooShort { len: 40 })
+        ));
         let mut bad = good.clone();
         bad[1] = b'X';
         assert!(matches!(Container::open(&bad), Err(Error::NotTzp)));
         let mut bad = good.clone();
         bad[8] = 2;
-        assert!(matches!(Container::open(&bad), Err(Error::UnsupportedVersion { got: 2, .. })));
+        assert!(matches!(
+            Container::open(&bad),
+            Err(Error::UnsupportedVersion { got: 2, .. })
+        ));
         let mut bad = good.clone();
         bad[12] = 1;
         assert!(matches!(Container::open(&bad), Err(Error::Inconsistent(_))));
-        assert!(matches!(Container::open(&good[..good.len() - 1]), Err(Error::NoFooter)));
+        assert!(matches!(
+            Container::open(&good[..good.len() - 1]),
+            Err(Error::NoFooter)
+        ));
         let mut bad = good.clone();
         let footer = bad.len() - FOOTER_LEN as usize;
         bad[footer..footer + 8].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(Container::open(&bad), Err(Error::ManifestBounds { .. })));
+        assert!(matches!(
+            Container::open(&bad),
+            Err(Error::ManifestBounds { .. })
+        ));
         let mut bad = good.clone();
         bad[footer - 3] ^= 1;
-        assert!(matches!(Container::open(&bad), Err(Error::ManifestChecksum)));
+        assert!(matches!(
+            Container::open(&bad),
+            Err(Error::ManifestChecksum)
+        ));
     }
 
     #[test]
@@ -196,7 +244,10 @@ mod tests {
             |m| m.source.len = 6,
         ];
         for edit in cases {
-            assert!(matches!(Container::open(&with_manifest(edit)), Err(Error::Inconsistent(_))));
+            assert!(matches!(
+                Container::open(&with_manifest(edit)),
+                Err(Error::Inconsistent(_))
+            ));
         }
     }
 
@@ -212,6 +263,9 @@ mod tests {
         bytes.extend_from_slice(&(nested.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&Checksum::of(nested.as_bytes()).0.to_le_bytes());
         bytes.extend_from_slice(&END_MAGIC);
-        assert!(matches!(Container::open(&bytes), Err(Error::ManifestJson(_))));
+        assert!(matches!(
+            Container::open(&bytes),
+            Err(Error::ManifestJson(_))
+        ));
     }
 }

@@ -1,6 +1,6 @@
 use std::io::{self, Write};
 
-use crate::{Checksum, Manifest, FORMAT_VERSION, MAGIC, END_MAGIC, PREAMBLE_LEN};
+use crate::{Checksum, Manifest, END_MAGIC, FORMAT_VERSION, MAGIC, PREAMBLE_LEN};
 
 /// Writes a `.tzp` container front to back: preamble, payloads as they come, then manifest and footer.
 #[derive(Debug)]
@@ -15,7 +15,10 @@ impl<W: Write> Writer<W> {
         inner.write_all(&MAGIC)?;
         inner.write_all(&FORMAT_VERSION.to_le_bytes())?;
         inner.write_all(&0u32.to_le_bytes())?; // Reserved flags; readers require zero.
-        Ok(Writer { inner, position: PREAMBLE_LEN })
+        Ok(Writer {
+            inner,
+            position: PREAMBLE_LEN,
+        })
     }
 
     /// Appends one chunk payload; returns its offset, to record in the manifest.

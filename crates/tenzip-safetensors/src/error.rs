@@ -88,7 +88,9 @@ pub enum Error {
         got: u64,
     },
     /// A tensor starts after the previous one ended.
-    #[error("tensor {name:?} starts at data offset {begin}, leaving a gap after offset {expected}")]
+    #[error(
+        "tensor {name:?} starts at data offset {begin}, leaving a gap after offset {expected}"
+    )]
     Gap {
         /// The tensor.
         name: String,

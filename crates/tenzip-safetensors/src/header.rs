@@ -77,14 +77,23 @@ impl Header {
     /// success the tensors tile `file[len..]` exactly: no gaps, no overlaps, no trailing bytes.
     pub fn parse(file: &[u8]) -> Result<Header, Error> {
         let file_len = file.len() as u64;
-        let prefix: [u8; 8] = file.get(..8).and_then(|p| p.try_into().ok()).ok_or(Error::TooShort { len: file_len })?;
+        let prefix: [u8; 8] = file
+            .get(..8)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(Error::TooShort { len: file_len })?;
         let json_len = u64::from_le_bytes(prefix);
         if json_len > MAX_HEADER_LEN {
-            return Err(Error::HeaderTooLarge { len: json_len, limit: MAX_HEADER_LEN });
+            return Err(Error::HeaderTooLarge {
+                len: json_len,
+                limit: MAX_HEADER_LEN,
+            });
         }
         let available = file_len - 8;
         if json_len > available {
-            return Err(Error::HeaderPastEnd { len: json_len, available });
+            return Err(Error::HeaderPastEnd {
+                len: json_len,
+                available,
+            });
         }
         let len = 8 + json_len;
         let json = &file[8..len as usize];
@@ -95,7 +104,9 @@ impl Header {
         let Entries(entries) = serde_json::from_str(json).map_err(|err| {
             let message = err.to_string();
             match message.strip_prefix(DUPLICATE_PREFIX) {
-                Some(rest) => Error::DuplicateName(rest.split(" at line ").next().unwrap_or(rest).to_owned()),
+                Some(rest) => {
+                    Error::DuplicateName(rest.split(" at line ").next().unwrap_or(rest).to_owned())
+                }
                 None => Error::Json(err),
             }
         })?;
@@ -114,51 +125,89 @@ impl Header {
         for tensor in &mut tensors {
             tensor.range = tensor.range.start + len..tensor.range.end + len;
         }
-        Ok(Header { len, tensors, metadata })
+        Ok(Header {
+            len,
+            tensors,
+            metadata,
+        })
     }
 }
 
 /// Checks one entry on its own: known dtype, shape arithmetic, offsets that match the size.
 fn validate_tensor(name: String, raw: RawTensor) -> Result<TensorEntry, Error> {
     let Some(dtype) = Dtype::parse(&raw.dtype) else {
-        return Err(Error::UnknownDtype { name, dtype: raw.dtype });
+        return Err(Error::UnknownDtype {
+            name,
+            dtype: raw.dtype,
+        });
     };
-    let elements = raw.shape.iter().try_fold(1u64, |product, &dim| product.checked_mul(dim));
+    let elements = raw
+        .shape
+        .iter()
+        .try_fold(1u64, |product, &dim| product.checked_mul(dim));
     let Some(bits) = elements.and_then(|elements| elements.checked_mul(dtype.bits())) else {
-        return Err(Error::ShapeOverflow { name, shape: raw.shape });
+        return Err(Error::ShapeOverflow {
+            name,
+            shape: raw.shape,
+        });
     };
     if bits % 8 != 0 {
-        return Err(Error::PartialByte { name, elements: bits / dtype.bits(), bits: dtype.bits() });
+        return Err(Error::PartialByte {
+            name,
+            elements: bits / dtype.bits(),
+            bits: dtype.bits(),
+        });
     }
     let [begin, end] = raw.data_offsets;
     if end < begin {
         return Err(Error::OffsetsReversed { name, begin, end });
     }
     if end - begin != bits / 8 {
-        return Err(Error::SizeMismatch { name, expected: bits / 8, got: end - begin });
+        return Err(Error::SizeMismatch {
+            name,
+            expected: bits / 8,
+            got: end - begin,
+        });
     }
-    Ok(TensorEntry { name, dtype, shape: raw.shape, range: begin..end })
+    Ok(TensorEntry {
+        name,
+        dtype,
+        shape: raw.shape,
+        range: begin..end,
+    })
 }
 
 /// Sorts tensors by offset and checks they cover `0..data_len` exactly once.
 fn tile(tensors: &mut [TensorEntry], data_len: u64) -> Result<(), Error> {
-    tensors.sort_by(|a, b| (a.range.start, a.range.end).cmp(&(b.range.start, b.range.end)));
+    tensors.sort_by_key(|tensor| (tensor.range.start, tensor.range.end));
     let mut expected = 0u64;
     let mut previous: Option<&TensorEntry> = None;
     for tensor in tensors.iter() {
         let begin = tensor.range.start;
         if begin > expected {
-            return Err(Error::Gap { name: tensor.name.clone(), begin, expected });
+            return Err(Error::Gap {
+                name: tensor.name.clone(),
+                begin,
+                expected,
+            });
         }
         if begin < expected {
             let previous = previous.map_or_else(String::new, |p| p.name.clone());
-            return Err(Error::Overlap { name: tensor.name.clone(), previous, begin, expected });
+            return Err(Error::Overlap {
+                name: tensor.name.clone(),
+                previous,
+                begin,
+                expected,
+            });
         }
         expected = tensor.range.end;
         previous = Some(tensor);
     }
     if expected != data_len {
-        return Err(Error::DataLength { covered: expected, available: data_len });
+        return Err(Error::DataLength {
+            covered: expected,
+            available: data_len,
+        });
     }
     Ok(())
 }
@@ -199,57 +248,132 @@ mod tests {
 
     #[test]
     fn every_rule_has_its_own_error() {
-        assert!(matches!(Header::parse(&[1, 2, 3]), Err(Error::TooShort { len: 3 })));
-        assert!(matches!(Header::parse(&u64::MAX.to_le_bytes()), Err(Error::HeaderTooLarge { .. })));
-        assert!(matches!(Header::parse(&100u64.to_le_bytes()), Err(Error::HeaderPastEnd { len: 100, available: 0 })));
+        assert!(matches!(
+            Header::parse(&[1, 2, 3]),
+            Err(Error::TooShort { len: 3 })
+        ));
+        assert!(matches!(
+            Header::parse(&u64::MAX.to_le_bytes()),
+            Err(Error::HeaderTooLarge { .. })
+        ));
+        assert!(matches!(
+            Header::parse(&100u64.to_le_bytes()),
+            Err(Error::HeaderPastEnd {
+                len: 100,
+                available: 0
+            })
+        ));
         assert!(matches!(parse(" {}", 0), Err(Error::HeaderStart)));
         let mut not_utf8 = file("{\"\u{e9}\":1}", 0);
         not_utf8[11] = 0xff;
-        assert!(matches!(Header::parse(&not_utf8), Err(Error::HeaderNotUtf8)));
+        assert!(matches!(
+            Header::parse(&not_utf8),
+            Err(Error::HeaderNotUtf8)
+        ));
         assert!(matches!(parse("{\"a\":", 0), Err(Error::Json(_))));
         assert!(matches!(parse("[]", 0), Err(Error::HeaderStart)));
-        assert!(matches!(parse(r#"{"a":{"dtype":"F32"}}"#, 0), Err(Error::Json(_))));
+        assert!(matches!(
+            parse(r#"{"a":{"dtype":"F32"}}"#, 0),
+            Err(Error::Json(_))
+        ));
         let t = r#"{"dtype":"U8","shape":[1],"data_offsets":[0,1]}"#;
         match parse(&format!(r#"{{"x":{t},"x":{t}}}"#), 1) {
             Err(Error::DuplicateName(name)) => assert_eq!(name, "x"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse(r#"{"__metadata__":{"a":1}}"#, 0), Err(Error::Metadata)));
+        assert!(matches!(
+            parse(r#"{"__metadata__":{"a":1}}"#, 0),
+            Err(Error::Metadata)
+        ));
         assert!(matches!(
             parse(r#"{"x":{"dtype":"F12","shape":[1],"data_offsets":[0,1]}}"#, 1),
             Err(Error::UnknownDtype { dtype, .. }) if dtype == "F12"
         ));
         assert!(matches!(
-            parse(r#"{"x":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,1]}}"#, 1),
+            parse(
+                r#"{"x":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,1]}}"#,
+                1
+            ),
             Err(Error::ShapeOverflow { .. })
         ));
         assert!(matches!(
-            parse(r#"{"x":{"dtype":"F4","shape":[3],"data_offsets":[0,1]}}"#, 1),
-            Err(Error::PartialByte { elements: 3, bits: 4, .. })
+            parse(
+                r#"{"x":{"dtype":"F4","shape":[3],"data_offsets":[0,1]}}"#,
+                1
+            ),
+            Err(Error::PartialByte {
+                elements: 3,
+                bits: 4,
+                ..
+            })
         ));
         assert!(matches!(
-            parse(r#"{"x":{"dtype":"U8","shape":[1],"data_offsets":[1,0]}}"#, 1),
-            Err(Error::OffsetsReversed { begin: 1, end: 0, .. })
+            parse(
+                r#"{"x":{"dtype":"U8","shape":[1],"data_offsets":[1,0]}}"#,
+                1
+            ),
+            Err(Error::OffsetsReversed {
+                begin: 1,
+                end: 0,
+                ..
+            })
         ));
         assert!(matches!(
-            parse(r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#, 4),
-            Err(Error::SizeMismatch { expected: 8, got: 4, .. })
+            parse(
+                r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#,
+                4
+            ),
+            Err(Error::SizeMismatch {
+                expected: 8,
+                got: 4,
+                ..
+            })
         ));
         assert!(matches!(
-            parse(r#"{"x":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}"#, 2),
-            Err(Error::Gap { begin: 1, expected: 0, .. })
+            parse(
+                r#"{"x":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}"#,
+                2
+            ),
+            Err(Error::Gap {
+                begin: 1,
+                expected: 0,
+                ..
+            })
         ));
         assert!(matches!(
-            parse(&format!(r#"{{"x":{t},"y":{{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}}}"#), 2),
-            Err(Error::Overlap { begin: 0, expected: 1, .. })
+            parse(
+                &format!(r#"{{"x":{t},"y":{{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}}}"#),
+                2
+            ),
+            Err(Error::Overlap {
+                begin: 0,
+                expected: 1,
+                ..
+            })
         ));
-        assert!(matches!(parse(&format!(r#"{{"x":{t}}}"#), 2), Err(Error::DataLength { covered: 1, available: 2 })));
-        assert!(matches!(parse(&format!(r#"{{"x":{t}}}"#), 0), Err(Error::DataLength { covered: 1, available: 0 })));
+        assert!(matches!(
+            parse(&format!(r#"{{"x":{t}}}"#), 2),
+            Err(Error::DataLength {
+                covered: 1,
+                available: 2
+            })
+        ));
+        assert!(matches!(
+            parse(&format!(r#"{{"x":{t}}}"#), 0),
+            Err(Error::DataLength {
+                covered: 1,
+                available: 0
+            })
+        ));
     }
 
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
-        let json = format!("{{\"a\":{}{}}}", "[".repeat(1_000_000), "]".repeat(1_000_000));
+        let json = format!(
+            "{{\"a\":{}{}}}",
+            "[".repeat(1_000_000),
+            "]".repeat(1_000_000)
+        );
         assert!(matches!(parse(&json, 0), Err(Error::Json(_))));
     }
 }

@@ -22,6 +22,8 @@
 
 mod error;
 mod header;
+mod write;
 
 pub use error::Error;
 pub use header::{Header, MAX_HEADER_LEN};
+pub use write::{serialize, Padding, TensorData};

@@ -148,6 +148,10 @@ mod tests {
         for dtype in Dtype::ALL {
             assert_eq!(Dtype::parse(dtype.name()), Some(dtype));
         }
-        assert_eq!(Dtype::parse("bf16"), None, "names are case-sensitive, as in safetensors");
+        assert_eq!(
+            Dtype::parse("bf16"),
+            None,
+            "names are case-sensitive, as in safetensors"
+        );
     }
 }

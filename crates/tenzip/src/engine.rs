@@ -32,7 +32,12 @@ pub struct CompressOptions {
 
 impl Default for CompressOptions {
     fn default() -> Self {
-        CompressOptions { chunk_size: 1 << 20, threads: 0, generic: false, overwrite: false }
+        CompressOptions {
+            chunk_size: 1 << 20,
+            threads: 0,
+            generic: false,
+            overwrite: false,
+        }
     }
 }
 
@@ -57,20 +62,37 @@ fn for_each_slot<T: Sync, S: Send>(
     slots: &mut [S],
     work: impl Fn(&mut Scratch, &T, &mut S) -> Result<(), ErrorKind> + Sync,
 ) -> Result<(), ErrorKind> {
-    let run = |task: &T, slot: &mut S| SCRATCH.with(|scratch| work(&mut scratch.borrow_mut(), task, slot));
+    let run = |task: &T, slot: &mut S| {
+        SCRATCH.with(|scratch| work(&mut scratch.borrow_mut(), task, slot))
+    };
     match pool {
-        Some(pool) => pool.install(|| tasks.par_iter().zip(slots.par_iter_mut()).try_for_each(|(t, s)| run(t, s))),
-        None => tasks.iter().zip(slots.iter_mut()).try_for_each(|(t, s)| run(t, s)),
+        Some(pool) => pool.install(|| {
+            tasks
+                .par_iter()
+                .zip(slots.par_iter_mut())
+                .try_for_each(|(t, s)| run(t, s))
+        }),
+        None => tasks
+            .iter()
+            .zip(slots.iter_mut())
+            .try_for_each(|(t, s)| run(t, s)),
     }
 }
 
 /// A pool for `threads` workers, or `None` for the serial path.
 fn pool(threads: usize) -> Result<Option<rayon::ThreadPool>, ErrorKind> {
-    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
     if threads == 1 {
         return Ok(None);
     }
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(std::io::Error::other)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(std::io::Error::other)?;
     Ok(Some(pool))
 }
 
@@ -115,7 +137,13 @@ pub fn compress<W: Write>(
         let batch_bytes = &file[batch[0].range.start..batch[batch.len() - 1].range.end];
         // The whole-file hash is the one serial pass over the input: run it beside the batch's coding.
         match pool {
-            Some(pool) => pool.join(|| file_hash.update(batch_bytes), || encode_batch(Some(pool), file, batch, slots)).1?,
+            Some(pool) => {
+                pool.join(
+                    || file_hash.update(batch_bytes),
+                    || encode_batch(Some(pool), file, batch, slots),
+                )
+                .1?
+            }
             None => {
                 file_hash.update(batch_bytes);
                 encode_batch(None, file, batch, slots)?
@@ -141,7 +169,13 @@ pub fn compress<W: Write>(
         .zip(segment_chunks)
         .zip(segment_hashes)
         .map(|((planned, chunks), xxh3)| {
-            let mut segment = Segment::new(planned.kind, planned.range.clone(), planned.layout.name(), xxh3, chunks);
+            let mut segment = Segment::new(
+                planned.kind,
+                planned.range.clone(),
+                planned.layout.name(),
+                xxh3,
+                chunks,
+            );
             if let Some(tensor) = &planned.tensor {
                 segment.name = Some(tensor.name.clone());
                 segment.dtype = Some(tensor.dtype.name().to_owned());
@@ -179,7 +213,9 @@ fn chunk_tasks(plan: &Plan, chunk_size: usize) -> Vec<ChunkTask> {
     let mut tasks = Vec::new();
     for (segment, planned) in plan.segments.iter().enumerate() {
         let value_size = planned.layout.value_size();
-        let step = (chunk_size.clamp(1, tenzip_container::MAX_CHUNK_LEN as usize) / value_size).max(1) * value_size;
+        let step = (chunk_size.clamp(1, tenzip_container::MAX_CHUNK_LEN as usize) / value_size)
+            .max(1)
+            * value_size;
         let (start, end) = (planned.range.start as usize, planned.range.end as usize);
         tasks.extend((start..end).step_by(step).map(|chunk_start| ChunkTask {
             segment,
@@ -198,11 +234,18 @@ struct SegmentHashes {
 
 impl SegmentHashes {
     fn new(segments: usize) -> Self {
-        SegmentHashes { done: vec![Checksum::of(&[]); segments], current: None }
+        SegmentHashes {
+            done: vec![Checksum::of(&[]); segments],
+            current: None,
+        }
     }
 
     fn update(&mut self, segment: usize, bytes: &[u8]) {
-        if self.current.as_ref().is_none_or(|(current, _)| *current != segment) {
+        if self
+            .current
+            .as_ref()
+            .is_none_or(|(current, _)| *current != segment)
+        {
             self.finish_current();
             self.current = Some((segment, Xxh3::new()));
         }
@@ -234,17 +277,24 @@ struct DecodeTask<'a> {
 
 /// Decodes `container` into `out`, checking each chunk, each segment and the whole file against the
 /// manifest. On error, what was written to `out` must be discarded.
-pub fn decompress<W: Write>(container: &Container, options: &DecompressOptions, mut out: W) -> Result<W, ErrorKind> {
+pub fn decompress<W: Write>(
+    container: &Container,
+    options: &DecompressOptions,
+    mut out: W,
+) -> Result<W, ErrorKind> {
     let manifest = container.manifest();
     let pool = pool(options.threads)?;
     let layouts = manifest
         .segments
         .iter()
         .map(|segment| {
-            segment.layout.parse::<Layout>().map_err(|_| ErrorKind::UnknownLayout {
-                segment: describe(segment),
-                layout: segment.layout.clone(),
-            })
+            segment
+                .layout
+                .parse::<Layout>()
+                .map_err(|_| ErrorKind::UnknownLayout {
+                    segment: describe(segment),
+                    layout: segment.layout.clone(),
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let tasks: Vec<DecodeTask> = manifest
@@ -253,7 +303,15 @@ pub fn decompress<W: Write>(container: &Container, options: &DecompressOptions, 
         .enumerate()
         .flat_map(|(segment, s)| {
             let layout = layouts[segment];
-            s.chunks.iter().enumerate().map(move |(index, chunk)| DecodeTask { segment, index, chunk, layout })
+            s.chunks
+                .iter()
+                .enumerate()
+                .map(move |(index, chunk)| DecodeTask {
+                    segment,
+                    index,
+                    chunk,
+                    layout,
+                })
         })
         .collect();
     let mut slots: Vec<Vec<u8>> = vec![Vec::new(); batch_len(pool.as_ref())];
@@ -265,11 +323,19 @@ pub fn decompress<W: Write>(container: &Container, options: &DecompressOptions, 
         for_each_slot(pool.as_ref(), batch, slots, |scratch, task, slot| {
             slot.resize(task.chunk.len as usize, 0);
             let segment = &manifest.segments[task.segment];
-            decode_chunk(task.layout, container.payload(task.chunk), slot, scratch).map_err(|source| {
-                ErrorKind::Codec { segment: describe(segment), chunk: task.index, source }
-            })?;
+            decode_chunk(task.layout, container.payload(task.chunk), slot, scratch).map_err(
+                |source| ErrorKind::Codec {
+                    segment: describe(segment),
+                    chunk: task.index,
+                    source,
+                },
+            )?;
             if xxhash_rust::xxh3::xxh3_64(slot) != task.chunk.xxh3.0 {
-                return Err(ErrorKind::Checksum(format!("chunk {} of {}", task.index, describe(segment))));
+                return Err(ErrorKind::Checksum(format!(
+                    "chunk {} of {}",
+                    task.index,
+                    describe(segment)
+                )));
             }
             Ok(())
         })?;
@@ -285,7 +351,9 @@ pub fn decompress<W: Write>(container: &Container, options: &DecompressOptions, 
         }
     }
     if file_hash.finalize().to_hex().as_str() != manifest.source.blake3 {
-        return Err(ErrorKind::Checksum("the whole restored file (BLAKE3)".into()));
+        return Err(ErrorKind::Checksum(
+            "the whole restored file (BLAKE3)".into(),
+        ));
     }
     Ok(out)
 }

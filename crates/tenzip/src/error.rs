@@ -14,7 +14,10 @@ pub struct Error {
 
 impl Error {
     pub(crate) fn new(path: &Path, kind: impl Into<ErrorKind>) -> Error {
-        Error { path: path.to_owned(), kind: kind.into() }
+        Error {
+            path: path.to_owned(),
+            kind: kind.into(),
+        }
     }
 
     /// The file the error concerns.
@@ -45,7 +48,9 @@ pub enum ErrorKind {
     #[error("{0}")]
     Container(#[from] tenzip_container::Error),
     /// The manifest names a layout this version does not know.
-    #[error("segment {segment} uses layout {layout:?}, which this version of tenzip does not know")]
+    #[error(
+        "segment {segment} uses layout {layout:?}, which this version of tenzip does not know"
+    )]
     UnknownLayout {
         /// The segment's description.
         segment: String,

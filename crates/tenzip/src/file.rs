@@ -32,7 +32,11 @@ pub struct Inspection {
 }
 
 /// Compresses `input` into the `.tzp` file `output`.
-pub fn compress_file(input: &Path, output: &Path, options: &CompressOptions) -> Result<Summary, Error> {
+pub fn compress_file(
+    input: &Path,
+    output: &Path,
+    options: &CompressOptions,
+) -> Result<Summary, Error> {
     let started = Instant::now();
     refuse_existing(output, options.overwrite)?;
     let file = map(input)?;
@@ -40,12 +44,20 @@ pub fn compress_file(input: &Path, output: &Path, options: &CompressOptions) -> 
     let output_bytes = write_atomically(input, output, options.overwrite, |out| {
         compress(&file, &plan, options, out).map(|_| ())
     })?;
-    Ok(Summary { input_bytes: file.len() as u64, output_bytes, seconds: started.elapsed().as_secs_f64() })
+    Ok(Summary {
+        input_bytes: file.len() as u64,
+        output_bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Restores the original file from the `.tzp` file `input` into `output`. Every chunk checksum and the whole
 /// file's BLAKE3 hash are checked before `output` appears.
-pub fn decompress_file(input: &Path, output: &Path, options: &DecompressOptions) -> Result<Summary, Error> {
+pub fn decompress_file(
+    input: &Path,
+    output: &Path,
+    options: &DecompressOptions,
+) -> Result<Summary, Error> {
     let started = Instant::now();
     refuse_existing(output, options.overwrite)?;
     let bytes = map(input)?;
@@ -53,7 +65,11 @@ pub fn decompress_file(input: &Path, output: &Path, options: &DecompressOptions)
     let output_bytes = write_atomically(input, output, options.overwrite, |out| {
         decompress(&container, options, out).map(|_| ())
     })?;
-    Ok(Summary { input_bytes: bytes.len() as u64, output_bytes, seconds: started.elapsed().as_secs_f64() })
+    Ok(Summary {
+        input_bytes: bytes.len() as u64,
+        output_bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Decodes the whole `.tzp` file `input` and checks every checksum, writing nothing.
@@ -73,7 +89,10 @@ pub fn verify_file(input: &Path, options: &DecompressOptions) -> Result<Summary,
 pub fn inspect_file(input: &Path) -> Result<Inspection, Error> {
     let bytes = map(input)?;
     let container = Container::open(&bytes).map_err(|err| Error::new(input, err))?;
-    Ok(Inspection { manifest: container.manifest().clone(), container_len: container.len() })
+    Ok(Inspection {
+        manifest: container.manifest().clone(),
+        container_len: container.len(),
+    })
 }
 
 fn refuse_existing(output: &Path, overwrite: bool) -> Result<(), Error> {
@@ -96,7 +115,9 @@ fn write_atomically(
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let name = output.file_name().map_or_else(|| "tenzip".into(), |name| name.to_string_lossy());
+    let name = output
+        .file_name()
+        .map_or_else(|| "tenzip".into(), |name| name.to_string_lossy());
     let temp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".partial")
@@ -112,7 +133,11 @@ fn write_atomically(
     }
     temp.as_file().sync_all().map_err(output_error)?;
     let written = temp.as_file().metadata().map_err(output_error)?.len();
-    let persisted = if overwrite { temp.persist(output) } else { temp.persist_noclobber(output) };
+    let persisted = if overwrite {
+        temp.persist(output)
+    } else {
+        temp.persist_noclobber(output)
+    };
     persisted.map_err(|err| match err.error.kind() {
         io::ErrorKind::AlreadyExists => Error::new(output, ErrorKind::OutputExists),
         _ => Error::new(output, err.error),

@@ -31,4 +31,4 @@ pub use engine::{compress, decompress, CompressOptions, DecompressOptions};
 pub use error::{Error, ErrorKind};
 pub use file::{compress_file, decompress_file, inspect_file, verify_file, Inspection, Summary};
 pub use route::{layout_for, Format, Plan, PlannedSegment};
-pub use tenzip_container::{Manifest, Segment, SegmentKind};
+pub use tenzip_container::{Container, Manifest, Segment, SegmentKind};

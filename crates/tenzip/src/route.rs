@@ -71,18 +71,31 @@ impl Plan {
             layout: layout_for(tensor.dtype, tensor.byte_len()),
             tensor: Some(tensor),
         }));
-        Ok(Plan { format: Format::Safetensors, segments })
+        Ok(Plan {
+            format: Format::Safetensors,
+            segments,
+        })
     }
 
     fn generic(len: u64) -> Plan {
-        let segment = PlannedSegment { kind: SegmentKind::Bytes, tensor: None, range: 0..len, layout: Layout::Bytes };
-        Plan { format: Format::Generic, segments: vec![segment] }
+        let segment = PlannedSegment {
+            kind: SegmentKind::Bytes,
+            tensor: None,
+            range: 0..len,
+            layout: Layout::Bytes,
+        };
+        Plan {
+            format: Format::Generic,
+            segments: vec![segment],
+        }
     }
 }
 
 /// A safetensors file starts with a little-endian header length that fits in the file, then `{`.
 fn looks_like_safetensors(file: &[u8]) -> bool {
-    let Some(prefix) = file.get(..8) else { return false };
+    let Some(prefix) = file.get(..8) else {
+        return false;
+    };
     let header_len = u64::from_le_bytes(prefix.try_into().expect("8 bytes"));
     header_len >= 2 && file.get(8) == Some(&b'{')
 }
@@ -120,7 +133,10 @@ mod tests {
 
     #[test]
     fn unknown_formats_are_refused_unless_generic() {
-        assert!(matches!(Plan::new(b"GGUF....", false), Err(ErrorKind::UnknownFormat)));
+        assert!(matches!(
+            Plan::new(b"GGUF....", false),
+            Err(ErrorKind::UnknownFormat)
+        ));
         let plan = Plan::new(b"GGUF....", true).unwrap();
         assert_eq!(plan.format, Format::Generic);
         assert_eq!(plan.segments[0].range, 0..8);

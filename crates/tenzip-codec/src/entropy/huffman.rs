@@ -39,7 +39,11 @@ impl Code {
 
     /// The block body size this code gives for `histogram`, table and framing included.
     pub fn coded_len(&self, histogram: &[u32; 256]) -> usize {
-        let bits: u64 = histogram.iter().zip(&self.lengths).map(|(&count, &len)| u64::from(count) * u64::from(len)).sum();
+        let bits: u64 = histogram
+            .iter()
+            .zip(&self.lengths)
+            .map(|(&count, &len)| u64::from(count) * u64::from(len))
+            .sum();
         let (first, last) = self.symbol_range();
         let table_len = 2 + (usize::from(last - first) + 2) / 2;
         // Each sub-stream may end in a partly filled byte.
@@ -114,7 +118,9 @@ impl Code {
         }
         match kraft {
             0 => Err(Error::InvalidTable("no symbols")),
-            k if k > TABLE_SIZE as u32 => Err(Error::InvalidTable("lengths over-subscribe the code space")),
+            k if k > TABLE_SIZE as u32 => {
+                Err(Error::InvalidTable("lengths over-subscribe the code space"))
+            }
             _ => Ok(()),
         }
     }
@@ -136,7 +142,8 @@ impl Code {
             if len > 0 {
                 let code = next_code[usize::from(len)];
                 next_code[usize::from(len)] += 1;
-                codes[symbol] = (code.reverse_bits() >> (32 - u32::from(len))) | u32::from(len) << 16;
+                codes[symbol] =
+                    (code.reverse_bits() >> (32 - u32::from(len))) | u32::from(len) << 16;
             }
         }
         codes
@@ -194,7 +201,11 @@ fn unlimited_lengths(histogram: &[u32; 256]) -> [u8; 256] {
     for symbol in 0..256 {
         if histogram[symbol] > 0 {
             // A lone symbol still needs a one-bit code.
-            let len = if parent[symbol] == usize::MAX { 1 } else { depth[parent[symbol]] + 1 };
+            let len = if parent[symbol] == usize::MAX {
+                1
+            } else {
+                depth[parent[symbol]] + 1
+            };
             lengths[symbol] = len.min(255) as u8;
         }
     }
@@ -274,7 +285,12 @@ struct BitReader<'a> {
 
 impl<'a> BitReader<'a> {
     fn new(data: &'a [u8]) -> Self {
-        BitReader { data, pos: 0, bits: 0, available: 0 }
+        BitReader {
+            data,
+            pos: 0,
+            bits: 0,
+            available: 0,
+        }
     }
 
     /// Tops `bits` up to at least 56 valid bits with one unaligned load and no per-byte branches.
@@ -317,7 +333,10 @@ impl<'a> BitReader<'a> {
         if consumed_bits.div_ceil(8) == self.data.len() as u64 {
             Ok(())
         } else {
-            Err(Error::StreamLength { expected_bytes: self.data.len(), consumed_bits })
+            Err(Error::StreamLength {
+                expected_bytes: self.data.len(),
+                consumed_bits,
+            })
         }
     }
 }
@@ -326,7 +345,12 @@ impl<'a> BitReader<'a> {
 pub fn decode(body: &[u8], out: &mut [u8]) -> Result<(), Error> {
     let (code, table_len) = Code::read_table(body)?;
     let table = code.decode_table();
-    let lengths = take(body, table_len, 4 * (SUB_STREAMS - 1), "Huffman sub-stream lengths")?;
+    let lengths = take(
+        body,
+        table_len,
+        4 * (SUB_STREAMS - 1),
+        "Huffman sub-stream lengths",
+    )?;
     let mut rest = &body[table_len + lengths.len()..];
     let mut streams = [&[][..]; SUB_STREAMS];
     for (k, len) in lengths.chunks_exact(4).enumerate() {
@@ -386,14 +410,22 @@ mod tests {
     use proptest::prelude::*;
 
     fn kraft_sum(code: &Code) -> u32 {
-        code.lengths.iter().filter(|&&len| len > 0).map(|&len| 1 << (MAX_CODE_LEN - u32::from(len))).sum()
+        code.lengths
+            .iter()
+            .filter(|&&len| len > 0)
+            .map(|&len| 1 << (MAX_CODE_LEN - u32::from(len)))
+            .sum()
     }
 
     fn round_trip(symbols: &[u8]) {
         let code = Code::from_histogram(&histogram(symbols));
         let mut body = Vec::new();
         code.encode(symbols, &mut body);
-        assert_eq!(body.len(), code.coded_len(&histogram(symbols)).min(body.len()), "estimate is an upper bound");
+        assert_eq!(
+            body.len(),
+            code.coded_len(&histogram(symbols)).min(body.len()),
+            "estimate is an upper bound"
+        );
         let mut out = vec![0; symbols.len()];
         decode(&body, &mut out).unwrap();
         assert_eq!(out, symbols);
@@ -405,7 +437,7 @@ mod tests {
         let mut symbols = Vec::new();
         let (mut a, mut b) = (1usize, 1usize);
         for symbol in 0..25u8 {
-            symbols.extend(std::iter::repeat(symbol).take(a));
+            symbols.extend(std::iter::repeat_n(symbol, a));
             (a, b) = (b, a + b);
         }
         let code = Code::from_histogram(&histogram(&symbols));
@@ -416,7 +448,9 @@ mod tests {
 
     #[test]
     fn all_256_symbols_round_trip() {
-        let symbols: Vec<u8> = (0..=255u8).flat_map(|s| std::iter::repeat(s).take(usize::from(s) + 1)).collect();
+        let symbols: Vec<u8> = (0..=255u8)
+            .flat_map(|s| std::iter::repeat_n(s, usize::from(s) + 1))
+            .collect();
         round_trip(&symbols);
     }
 
@@ -430,11 +464,23 @@ mod tests {
     #[test]
     fn corrupt_tables_are_rejected() {
         let mut out = [0u8; 8];
-        assert_eq!(decode(&[5, 4], &mut out), Err(Error::InvalidTable("first symbol after last symbol")));
+        assert_eq!(
+            decode(&[5, 4], &mut out),
+            Err(Error::InvalidTable("first symbol after last symbol"))
+        );
         // Two symbols of length 1 and one more of length 1 over-subscribe the code space.
-        assert_eq!(decode(&[0, 2, 0x11, 0x01], &mut out), Err(Error::InvalidTable("lengths over-subscribe the code space")));
-        assert_eq!(decode(&[0, 1, 0x00], &mut out), Err(Error::InvalidTable("no symbols")));
-        assert_eq!(decode(&[0, 0, 0x0c], &mut out), Err(Error::InvalidTable("code length over the limit")));
+        assert_eq!(
+            decode(&[0, 2, 0x11, 0x01], &mut out),
+            Err(Error::InvalidTable("lengths over-subscribe the code space"))
+        );
+        assert_eq!(
+            decode(&[0, 1, 0x00], &mut out),
+            Err(Error::InvalidTable("no symbols"))
+        );
+        assert_eq!(
+            decode(&[0, 0, 0x0c], &mut out),
+            Err(Error::InvalidTable("code length over the limit"))
+        );
     }
 
     #[test]
@@ -445,7 +491,10 @@ mod tests {
         code.encode(&symbols, &mut body);
         body.pop();
         let mut out = vec![0; symbols.len()];
-        assert!(matches!(decode(&body, &mut out), Err(Error::StreamLength { .. })));
+        assert!(matches!(
+            decode(&body, &mut out),
+            Err(Error::StreamLength { .. })
+        ));
     }
 
     proptest! {

@@ -102,10 +102,20 @@ pub fn decode_block(input: &[u8], out: &mut [u8]) -> Result<usize, Error> {
     let body = take(input, BLOCK_HEADER_LEN, body_len, "stream block body")?;
     match mode {
         Mode::Raw if body.len() == out.len() => out.copy_from_slice(body),
-        Mode::Raw => return Err(Error::RawLength { got: body.len(), expected: out.len() }),
+        Mode::Raw => {
+            return Err(Error::RawLength {
+                got: body.len(),
+                expected: out.len(),
+            })
+        }
         Mode::Run => match body {
             [symbol] => out.fill(*symbol),
-            _ => return Err(Error::RawLength { got: body.len(), expected: 1 }),
+            _ => {
+                return Err(Error::RawLength {
+                    got: body.len(),
+                    expected: 1,
+                })
+            }
         },
         Mode::Huffman => huffman::decode(body, out)?,
     }
@@ -113,12 +123,21 @@ pub fn decode_block(input: &[u8], out: &mut [u8]) -> Result<usize, Error> {
 }
 
 /// `input[start..start + len]`, or a [`Error::Truncated`] naming `what`.
-pub(crate) fn take<'a>(input: &'a [u8], start: usize, len: usize, what: &'static str) -> Result<&'a [u8], Error> {
+pub(crate) fn take<'a>(
+    input: &'a [u8],
+    start: usize,
+    len: usize,
+    what: &'static str,
+) -> Result<&'a [u8], Error> {
     let available = input.len().saturating_sub(start);
     input
         .get(start..)
         .and_then(|rest| rest.get(..len))
-        .ok_or(Error::Truncated { what, needed: len, available })
+        .ok_or(Error::Truncated {
+            what,
+            needed: len,
+            available,
+        })
 }
 
 #[cfg(test)]
@@ -139,7 +158,9 @@ mod tests {
     fn picks_the_smallest_mode() {
         assert_eq!(round_trip(&[])[0], Mode::Raw as u8);
         assert_eq!(round_trip(&[7; 1000])[0], Mode::Run as u8);
-        let skewed: Vec<u8> = (0..10_000u32).map(|i| if i % 10 == 0 { 1 } else { 2 }).collect();
+        let skewed: Vec<u8> = (0..10_000u32)
+            .map(|i| if i % 10 == 0 { 1 } else { 2 })
+            .collect();
         assert_eq!(round_trip(&skewed)[0], Mode::Huffman as u8);
         let uniform: Vec<u8> = (0..=255).cycle().take(10_000).collect();
         assert_eq!(round_trip(&uniform)[0], Mode::Raw as u8);
@@ -148,10 +169,25 @@ mod tests {
     #[test]
     fn bad_blocks_are_errors() {
         let mut out = [0u8; 4];
-        assert!(matches!(decode_block(&[0, 4, 0], &mut out), Err(Error::Truncated { .. })));
-        assert_eq!(decode_block(&[9, 0, 0, 0, 0], &mut out), Err(Error::UnknownMode(9)));
-        assert_eq!(decode_block(&[0, 2, 0, 0, 0, 1, 2], &mut out), Err(Error::RawLength { got: 2, expected: 4 }));
-        assert!(matches!(decode_block(&[0, 9, 0, 0, 0, 1, 2, 3, 4], &mut out), Err(Error::Truncated { .. })));
+        assert!(matches!(
+            decode_block(&[0, 4, 0], &mut out),
+            Err(Error::Truncated { .. })
+        ));
+        assert_eq!(
+            decode_block(&[9, 0, 0, 0, 0], &mut out),
+            Err(Error::UnknownMode(9))
+        );
+        assert_eq!(
+            decode_block(&[0, 2, 0, 0, 0, 1, 2], &mut out),
+            Err(Error::RawLength {
+                got: 2,
+                expected: 4
+            })
+        );
+        assert!(matches!(
+            decode_block(&[0, 9, 0, 0, 0, 1, 2, 3, 4], &mut out),
+            Err(Error::Truncated { .. })
+        ));
     }
 
     proptest! {

@@ -1,0 +1,203 @@
+//! The `tenzip` binary: file naming, overwrite rules, --rm, exit codes, JSON output, damaged input.
+
+use crate::util::{fixtures_dir, listing, scratch_with, tenzip};
+
+const FIXTURE: &str = "minilm-slice.bf16.safetensors";
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn compress_then_decompress_restores_identical_bytes() {
+    let (dir, name) = scratch_with(FIXTURE);
+    let original = std::fs::read(dir.path().join(&name)).unwrap();
+    let out = tenzip(dir.path(), &["compress", "-q", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stderr.is_empty(), "-q prints nothing");
+    assert_eq!(
+        listing(dir.path()),
+        [name.clone(), format!("{name}.tzp")],
+        "the input is kept"
+    );
+
+    std::fs::rename(dir.path().join(&name), dir.path().join("original")).unwrap();
+    let out = tenzip(dir.path(), &["decompress", &format!("{name}.tzp")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dir.path().join(&name)).unwrap(), original);
+}
+
+#[test]
+fn existing_outputs_are_kept_unless_forced() {
+    let (dir, name) = scratch_with(FIXTURE);
+    let packed = dir.path().join(format!("{name}.tzp"));
+    std::fs::write(&packed, b"precious").unwrap();
+    let out = tenzip(dir.path(), &["compress", &name]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&packed).unwrap(), b"precious");
+
+    let out = tenzip(dir.path(), &["compress", "-f", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ne!(std::fs::read(&packed).unwrap(), b"precious");
+    let out = tenzip(dir.path(), &["decompress", &format!("{name}.tzp")]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the original is there: decompress refuses without -f"
+    );
+}
+
+#[test]
+fn rm_removes_inputs_only_after_success() {
+    let (dir, name) = scratch_with(FIXTURE);
+    let original = std::fs::read(dir.path().join(&name)).unwrap();
+    let out = tenzip(dir.path(), &["compress", "--rm", "-o", "packed.tzp", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(listing(dir.path()), ["packed.tzp"]);
+    let out = tenzip(
+        dir.path(),
+        &["decompress", "--rm", "-o", "restored", "packed.tzp"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(listing(dir.path()), ["restored"]);
+    assert_eq!(
+        std::fs::read(dir.path().join("restored")).unwrap(),
+        original
+    );
+}
+
+#[test]
+fn json_summary_reports_sizes_and_ratio() {
+    let (dir, name) = scratch_with(FIXTURE);
+    let out = tenzip(dir.path(), &["compress", "--json", "-T", "2", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(summary["command"], "compress");
+    assert_eq!(summary["ok"], true);
+    let input = summary["input_bytes"].as_u64().unwrap();
+    let output = summary["output_bytes"].as_u64().unwrap();
+    assert_eq!(
+        input,
+        std::fs::metadata(fixtures_dir().join(FIXTURE))
+            .unwrap()
+            .len()
+    );
+    assert_eq!(
+        output,
+        std::fs::metadata(dir.path().join(format!("{name}.tzp")))
+            .unwrap()
+            .len()
+    );
+    assert!((summary["ratio"].as_f64().unwrap() - output as f64 / input as f64).abs() < 1e-9);
+    assert!(summary["seconds"].as_f64().is_some());
+}
+
+#[test]
+fn inspect_lists_every_tensor() {
+    let (dir, name) = scratch_with(FIXTURE);
+    assert!(tenzip(dir.path(), &["compress", "-q", &name])
+        .status
+        .success());
+    let out = tenzip(dir.path(), &["inspect", "--json", &format!("{name}.tzp")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let segments = report["segments"].as_array().unwrap();
+    assert_eq!(segments.len(), 7, "header + 6 tensors");
+    let query = segments
+        .iter()
+        .find(|s| s["name"] == "encoder.layer.0.attention.self.query.weight")
+        .unwrap();
+    assert_eq!(query["dtype"], "BF16");
+    assert_eq!(query["shape"], serde_json::json!([384, 384]));
+    assert_eq!(query["bytes"], 384 * 384 * 2);
+    assert_eq!(query["layout"], "bf16-split");
+    assert!(query["ratio"].as_f64().unwrap() < 0.8);
+
+    let table = tenzip(dir.path(), &["inspect", &format!("{name}.tzp")]);
+    assert!(String::from_utf8_lossy(&table.stdout)
+        .contains("encoder.layer.0.attention.self.query.weight"));
+}
+
+#[test]
+fn damaged_files_fail_verify_and_leave_no_output() {
+    let (dir, name) = scratch_with(FIXTURE);
+    assert!(tenzip(dir.path(), &["compress", "-q", "--rm", &name])
+        .status
+        .success());
+    let packed = dir.path().join(format!("{name}.tzp"));
+    let mut bytes = std::fs::read(&packed).unwrap();
+    bytes[1000] ^= 0x10;
+    std::fs::write(&packed, &bytes).unwrap();
+
+    let out = tenzip(dir.path(), &["verify", &format!("{name}.tzp")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("{name}.tzp")),
+        "the error names the file: {}",
+        stderr(&out)
+    );
+    let out = tenzip(dir.path(), &["decompress", &format!("{name}.tzp")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        listing(dir.path()),
+        [format!("{name}.tzp")],
+        "no output, partial or final, is left"
+    );
+}
+
+#[test]
+fn invalid_safetensors_names_the_file_and_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = br#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#;
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(header);
+    file.extend_from_slice(&[0; 4]);
+    std::fs::write(dir.path().join("bad.safetensors"), &file).unwrap();
+    let out = tenzip(dir.path(), &["compress", "bad.safetensors"]);
+    assert_eq!(out.status.code(), Some(1));
+    let message = stderr(&out);
+    assert!(
+        message.contains("bad.safetensors") && message.contains("shape and dtype give 8 bytes"),
+        "{message}"
+    );
+    assert_eq!(listing(dir.path()), ["bad.safetensors"]);
+
+    let out = tenzip(dir.path(), &["compress", "--generic", "bad.safetensors"]);
+    assert!(
+        out.status.success(),
+        "--generic stores anything: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn one_failure_does_not_stop_the_other_files() {
+    let (dir, name) = scratch_with(FIXTURE);
+    let out = tenzip(dir.path(), &["compress", "missing.safetensors", &name]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(dir.path().join(format!("{name}.tzp")).exists());
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(tenzip(dir.path(), &["compress"]).status.code(), Some(2));
+    assert_eq!(tenzip(dir.path(), &["frobnicate"]).status.code(), Some(2));
+    assert_eq!(
+        tenzip(dir.path(), &["compress", "--chunk-size", "12Q", "x"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        tenzip(dir.path(), &["compress", "-o", "x.tzp", "a", "b"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let help = tenzip(dir.path(), &["--help"]);
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Examples:"));
+}
