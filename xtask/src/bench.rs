@@ -26,7 +26,12 @@ struct Args {
 }
 
 fn parse_args(args: &[String]) -> anyhow::Result<Args> {
-    let mut parsed = Args { runs: 5, zstd19: false, zipnn: true, files: Vec::new() };
+    let mut parsed = Args {
+        runs: 5,
+        zstd19: false,
+        zipnn: true,
+        files: Vec::new(),
+    };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -39,13 +44,22 @@ fn parse_args(args: &[String]) -> anyhow::Result<Args> {
     }
     if parsed.files.is_empty() {
         for sub in ["real", "derived"] {
-            let Ok(entries) = std::fs::read_dir(corpus_dir().join(sub)) else { continue };
-            parsed.files.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+            let Ok(entries) = std::fs::read_dir(corpus_dir().join(sub)) else {
+                continue;
+            };
+            parsed
+                .files
+                .extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
         }
-        parsed.files.retain(|p| p.extension().is_some_and(|e| e == "safetensors"));
+        parsed
+            .files
+            .retain(|p| p.extension().is_some_and(|e| e == "safetensors"));
         parsed.files.sort();
         if parsed.files.is_empty() {
-            bail!("no files given and no corpus at {}: run ../shared/corpus/fetch.sh", corpus_dir().display());
+            bail!(
+                "no files given and no corpus at {}: run ../shared/corpus/fetch.sh",
+                corpus_dir().display()
+            );
         }
     }
     Ok(parsed)
@@ -84,7 +98,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         reference_cmd
             .arg(root().join("xtask/bench/reference.py"))
             .arg(file)
-            .args(["--runs", &args.runs.to_string(), "--threads", &format!("1,{threads}")]);
+            .args([
+                "--runs",
+                &args.runs.to_string(),
+                "--threads",
+                &format!("1,{threads}"),
+            ]);
         if args.zstd19 {
             reference_cmd.arg("--zstd19");
         }
@@ -93,7 +112,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         }
         let reference = json_output(&mut reference_cmd)?;
         results.push(FileResult {
-            file: file.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+            file: file
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
             bytes: bytes.len() as u64,
             tenzip_ratio: ratio,
             tenzip_1_thread: one,
@@ -108,7 +131,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let out_dir = root().join("bench-results");
     std::fs::create_dir_all(&out_dir)?;
     std::fs::write(out_dir.join("bench.md"), &markdown)?;
-    std::fs::write(out_dir.join("bench.json"), serde_json::to_string_pretty(&results)?)?;
+    std::fs::write(
+        out_dir.join("bench.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
     eprintln!("wrote {}", out_dir.join("bench.md").display());
     Ok(())
 }
@@ -121,7 +147,10 @@ fn median(mut samples: Vec<f64>) -> f64 {
 /// Ratio, and median compress / decompress MB/s of the library, memory to memory (the output buffer is
 /// allocated once, outside the timing, as a file system's page cache would be).
 fn time_tenzip(file: &[u8], threads: usize, runs: usize) -> anyhow::Result<(f64, Speed)> {
-    let options = CompressOptions { threads, ..CompressOptions::default() };
+    let options = CompressOptions {
+        threads,
+        ..CompressOptions::default()
+    };
     let plan = Plan::new(file, false)?;
     let mut packed = Vec::with_capacity(file.len() + (1 << 20));
     let mut compress_s = Vec::new();
@@ -132,7 +161,10 @@ fn time_tenzip(file: &[u8], threads: usize, runs: usize) -> anyhow::Result<(f64,
         compress_s.push(started.elapsed().as_secs_f64());
     }
     let container = Container::open(&packed)?;
-    let decompress_options = DecompressOptions { threads, overwrite: false };
+    let decompress_options = DecompressOptions {
+        threads,
+        overwrite: false,
+    };
     let mut restored = Vec::with_capacity(file.len());
     let mut decompress_s = Vec::new();
     for _ in 0..runs {
@@ -145,13 +177,19 @@ fn time_tenzip(file: &[u8], threads: usize, runs: usize) -> anyhow::Result<(f64,
         bail!("tenzip round trip failed");
     }
     let mb = file.len() as f64 / 1e6;
-    let speed = Speed { compress_mbps: mb / median(compress_s), decompress_mbps: mb / median(decompress_s) };
+    let speed = Speed {
+        compress_mbps: mb / median(compress_s),
+        decompress_mbps: mb / median(decompress_s),
+    };
     Ok((packed.len() as f64 / file.len() as f64, speed))
 }
 
 fn build_cli() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo).current_dir(root()).args(["build", "--release", "-q", "--bin", "tenzip"]).status()?;
+    let status = Command::new(cargo)
+        .current_dir(root())
+        .args(["build", "--release", "-q", "--bin", "tenzip"])
+        .status()?;
     if !status.success() {
         bail!("building tenzip failed");
     }
@@ -169,13 +207,33 @@ fn peak_rss(binary: &Path, file: &Path) -> Option<(f64, f64)> {
     let packed = dir.join("bench.tzp");
     let restored = dir.join("bench.out");
     let rss = |args: &[&std::ffi::OsStr]| -> Option<f64> {
-        let output = Command::new(time).arg("-f").arg("%M").arg(binary).args(args).output().ok()?;
+        let output = Command::new(time)
+            .arg("-f")
+            .arg("%M")
+            .arg(binary)
+            .args(args)
+            .output()
+            .ok()?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         let kib: f64 = stderr.lines().last()?.trim().parse().ok()?;
         Some(kib / 1024.0)
     };
-    let compress = rss(&["compress".as_ref(), "-q".as_ref(), "-f".as_ref(), "-o".as_ref(), packed.as_os_str(), file.as_os_str()]);
-    let decompress = rss(&["decompress".as_ref(), "-q".as_ref(), "-f".as_ref(), "-o".as_ref(), restored.as_os_str(), packed.as_os_str()]);
+    let compress = rss(&[
+        "compress".as_ref(),
+        "-q".as_ref(),
+        "-f".as_ref(),
+        "-o".as_ref(),
+        packed.as_os_str(),
+        file.as_os_str(),
+    ]);
+    let decompress = rss(&[
+        "decompress".as_ref(),
+        "-q".as_ref(),
+        "-f".as_ref(),
+        "-o".as_ref(),
+        restored.as_os_str(),
+        packed.as_os_str(),
+    ]);
     let _ = std::fs::remove_dir_all(&dir);
     Some((compress?, decompress?))
 }
@@ -198,13 +256,21 @@ fn order0_limit(python: &Path, file: &Path) -> Option<f64> {
         .ok()?;
     let report: Value = serde_json::from_slice(&std::fs::read(&json).ok()?).ok()?;
     let _ = std::fs::remove_file(&json);
-    status.success().then(|| report[0]["entropy"]["limit_frac_per_tensor"].as_f64()).flatten()
+    status
+        .success()
+        .then(|| report[0]["entropy"]["limit_frac_per_tensor"].as_f64())
+        .flatten()
 }
 
 fn json_output(command: &mut Command) -> anyhow::Result<Value> {
-    let output = command.output().with_context(|| format!("running {command:?}"))?;
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
     if !output.status.success() {
-        bail!("{command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     Ok(serde_json::from_slice(&output.stdout)?)
 }
@@ -221,15 +287,42 @@ fn reference_python(zipnn: bool) -> anyhow::Result<PathBuf> {
     if zipnn {
         packages.extend(["zipnn==0.5.4", "torch"]);
     }
-    let probe = format!("import {}", packages.iter().map(|p| p.split("==").next().unwrap_or(p)).collect::<Vec<_>>().join(", "));
-    if python.exists() && Command::new(&python).args(["-c", &probe]).status()?.success() {
+    let probe = format!(
+        "import {}",
+        packages
+            .iter()
+            .map(|p| p.split("==").next().unwrap_or(p))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if python.exists()
+        && Command::new(&python)
+            .args(["-c", &probe])
+            .status()?
+            .success()
+    {
         return Ok(python);
     }
-    eprintln!("bench: installing {} into {}", packages.join(" "), venv.display());
-    if !Command::new("python3").arg("-m").arg("venv").arg(&venv).status()?.success() {
+    eprintln!(
+        "bench: installing {} into {}",
+        packages.join(" "),
+        venv.display()
+    );
+    if !Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv)
+        .status()?
+        .success()
+    {
         bail!("python3 -m venv failed");
     }
-    if !Command::new(&python).args(["-m", "pip", "install", "-q"]).args(&packages).status()?.success() {
+    if !Command::new(&python)
+        .args(["-m", "pip", "install", "-q"])
+        .args(&packages)
+        .status()?
+        .success()
+    {
         bail!("pip install {} failed", packages.join(" "));
     }
     Ok(python)
@@ -238,9 +331,17 @@ fn reference_python(zipnn: bool) -> anyhow::Result<PathBuf> {
 fn markdown(results: &[FileResult], threads: usize, runs: usize) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    let rustc = Command::new("rustc").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
     let mut out = format!(
         "Measured by `cargo xtask bench --runs {runs}` on {cpu}, {threads} threads, {rustc}. Ratio = compressed / original; \
          MB/s of original bytes, medians of {runs} runs, memory to memory; \"1T\" one thread, \"{threads}T\" all threads.\n\n"
@@ -249,8 +350,15 @@ fn markdown(results: &[FileResult], threads: usize, runs: usize) -> String {
         "| file | tenzip | order-0 limit | ZipNN | zstd -3 | tenzip 1T comp / decomp MB/s | ZipNN 1T | zstd -3 1T | tenzip {threads}T | ZipNN {threads}T | tenzip peak RSS MiB (comp / decomp) |\n"
     );
     out += "|---|---|---|---|---|---|---|---|---|---|---|\n";
-    let num = |value: &Value| value.as_f64().map_or_else(|| "-".to_owned(), |v| format!("{v:.4}"));
-    let speed = |value: &Value| match (value["compress_MBps"].as_f64(), value["decompress_MBps"].as_f64()) {
+    let num = |value: &Value| {
+        value
+            .as_f64()
+            .map_or_else(|| "-".to_owned(), |v| format!("{v:.4}"))
+    };
+    let speed = |value: &Value| match (
+        value["compress_MBps"].as_f64(),
+        value["decompress_MBps"].as_f64(),
+    ) {
         (Some(c), Some(d)) => format!("{c:.0} / {d:.0}"),
         _ => "-".to_owned(),
     };
@@ -260,7 +368,8 @@ fn markdown(results: &[FileResult], threads: usize, runs: usize) -> String {
             "| {} | {:.4} | {} | {} | {} | {:.0} / {:.0} | {} | {} | {:.0} / {:.0} | {} | {} |\n",
             r.file,
             r.tenzip_ratio,
-            r.order0_limit_per_tensor.map_or_else(|| "-".to_owned(), |v| format!("{v:.4}")),
+            r.order0_limit_per_tensor
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.4}")),
             num(&zipnn["1"]["ratio"]),
             num(&r.reference["zstd3"]["ratio"]),
             r.tenzip_1_thread.compress_mbps,
@@ -270,7 +379,8 @@ fn markdown(results: &[FileResult], threads: usize, runs: usize) -> String {
             r.tenzip_all_threads.compress_mbps,
             r.tenzip_all_threads.decompress_mbps,
             speed(&zipnn[threads.to_string().as_str()]),
-            r.tenzip_peak_rss_mib.map_or_else(|| "-".to_owned(), |(c, d)| format!("{c:.0} / {d:.0}")),
+            r.tenzip_peak_rss_mib
+                .map_or_else(|| "-".to_owned(), |(c, d)| format!("{c:.0} / {d:.0}")),
         );
     }
     out
