@@ -1,6 +1,7 @@
 //! One chunk: split into field streams, each coded as an [`entropy`](crate::entropy) block.
 
-use crate::{entropy, Error, Layout};
+use crate::entropy::{self, Block};
+use crate::{Error, Layout};
 
 /// Buffers reused from chunk to chunk: allocating and first-touching fresh stream buffers for every chunk
 /// costs as much as coding them. Keep one per thread.
@@ -36,6 +37,9 @@ pub fn encode_chunk(layout: Layout, values: &[u8], scratch: &mut Scratch, payloa
     }
 }
 
+/// The most streams any layout has.
+const MAX_STREAMS: usize = 4;
+
 /// Decodes a chunk written by [`encode_chunk`] into `out`, which must be exactly the chunk's original length.
 pub fn decode_chunk(
     layout: Layout,
@@ -50,18 +54,37 @@ pub fn decode_chunk(
         });
     }
     let values = out.len() / layout.value_size();
-    let streams = scratch.streams(layout.stream_count());
+    let count = layout.stream_count();
+    let mut blocks = [Block::Run(0); MAX_STREAMS];
     let mut rest = payload;
-    for stream in streams.iter_mut() {
-        stream.clear();
-        stream.resize(values, 0);
-        let used = entropy::decode_block(rest, stream)?;
+    for block in &mut blocks[..count] {
+        let (parsed, used) = Block::parse(rest)?;
+        *block = parsed;
         rest = &rest[used..];
     }
     if !rest.is_empty() {
         return Err(Error::TrailingBytes(rest.len()));
     }
-    layout.merge(streams, out);
+    // Stored streams are merged straight from the payload; only coded ones go through scratch buffers.
+    let buffers = scratch.streams(count);
+    for (block, buffer) in blocks.iter().zip(buffers.iter_mut()) {
+        match block {
+            Block::Raw(bytes) if bytes.len() == values => {}
+            _ => {
+                buffer.clear();
+                buffer.resize(values, 0);
+                block.decode_into(buffer)?;
+            }
+        }
+    }
+    let mut streams: [&[u8]; MAX_STREAMS] = [&[]; MAX_STREAMS];
+    for ((stream, block), buffer) in streams.iter_mut().zip(&blocks[..count]).zip(buffers.iter()) {
+        *stream = match block {
+            Block::Raw(bytes) => bytes,
+            _ => buffer,
+        };
+    }
+    layout.merge(&streams[..count], out);
     Ok(())
 }
 

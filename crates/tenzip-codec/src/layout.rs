@@ -75,7 +75,7 @@ impl Layout {
     }
 
     /// Inverse of [`Layout::split`]: writes `out.len() / value_size()` values from the streams.
-    pub(crate) fn merge(self, streams: &[Vec<u8>], out: &mut [u8]) {
+    pub(crate) fn merge(self, streams: &[&[u8]], out: &mut [u8]) {
         match (self, streams) {
             (Layout::Bytes, [bytes]) => out.copy_from_slice(bytes),
             (Layout::Bf16 | Layout::F16, [high, low]) => merge_16(high, low, out),
@@ -165,6 +165,7 @@ mod tests {
         let mut streams = vec![Vec::new(); layout.stream_count()];
         layout.split(values, &mut streams);
         let mut out = vec![0xaa; values.len()];
+        let streams: Vec<&[u8]> = streams.iter().map(Vec::as_slice).collect();
         layout.merge(&streams, &mut out);
         assert_eq!(out, values, "{layout}");
     }

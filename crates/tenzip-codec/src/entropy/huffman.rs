@@ -18,8 +18,6 @@ use crate::Error;
 pub const MAX_CODE_LEN: u32 = 11;
 const TABLE_SIZE: usize = 1 << MAX_CODE_LEN;
 const TABLE_MASK: u64 = TABLE_SIZE as u64 - 1;
-/// Symbols a refill guarantees bits for: a refill leaves at least 56 bits, and 5 codes take at most 55.
-const SYMBOLS_PER_REFILL: usize = 5;
 const SUB_STREAMS: usize = 4;
 
 /// A prefix code: one length per symbol (0 for symbols that do not occur).
@@ -149,8 +147,9 @@ impl Code {
         codes
     }
 
-    /// Decoding table indexed by the next `MAX_CODE_LEN` stream bits: `symbol | length << 8`.
-    fn decode_table(&self) -> Box<[u16; TABLE_SIZE]> {
+    /// One-symbol decoding table indexed by the next `MAX_CODE_LEN` stream bits: `symbol | length << 8`,
+    /// length 0 for bit patterns no code starts with (possible only in an incomplete code).
+    fn single_table(&self) -> Box<[u16; TABLE_SIZE]> {
         let mut table = Box::new([0u16; TABLE_SIZE]);
         for (symbol, &code) in self.reversed_codes().iter().enumerate() {
             let len = code >> 16;
@@ -167,6 +166,51 @@ impl Code {
         table
     }
 }
+
+/// Decoding tables: one lookup of the next `MAX_CODE_LEN` bits yields every whole code among them, up to
+/// three. Exponent streams average two to three bits a code, so this cuts lookups per symbol to about a third.
+struct DecodeTables {
+    /// `s0 | s1 << 8 | s2 << 16 | count << 24 | bits << 26`: the symbols, how many are valid, bits consumed.
+    /// Patterns no code starts with decode as one symbol 0 of `MAX_CODE_LEN` bits, so that a corrupt stream
+    /// still makes progress and then fails the length check at its end.
+    multi: Box<[u32; TABLE_SIZE]>,
+    /// One symbol per lookup, for the last few symbols of a sub-stream.
+    single: Box<[u16; TABLE_SIZE]>,
+}
+
+impl DecodeTables {
+    fn new(code: &Code) -> DecodeTables {
+        let single = code.single_table();
+        let mut multi = Box::new([0u32; TABLE_SIZE]);
+        for (index, entry) in multi.iter_mut().enumerate() {
+            let (mut symbols, mut count, mut used) = (0u32, 0u32, 0u32);
+            while count < MAX_SYMBOLS_PER_LOOKUP {
+                // The bits after `used` are known only up to bit MAX_CODE_LEN; above, the index reads zeros,
+                // so a code counts only if it ends within the known bits.
+                let next = single[index >> used];
+                let len = u32::from(next >> 8);
+                if len == 0 || used + len > MAX_CODE_LEN {
+                    break;
+                }
+                symbols |= u32::from(next & 0xff) << (8 * count);
+                count += 1;
+                used += len;
+            }
+            *entry = if count == 0 {
+                1 << 24 | MAX_CODE_LEN << 26
+            } else {
+                symbols | count << 24 | used << 26
+            };
+        }
+        DecodeTables { multi, single }
+    }
+}
+
+const MAX_SYMBOLS_PER_LOOKUP: u32 = 3;
+/// Lookups per refill: a refill leaves at least 56 bits, five lookups take at most 55.
+const LOOKUPS_PER_REFILL: usize = 5;
+/// Output room one round of lookups needs: each lookup stores 4 bytes and advances at most 3.
+const ROUND_ROOM: usize = LOOKUPS_PER_REFILL * MAX_SYMBOLS_PER_LOOKUP as usize + 1;
 
 /// Optimal (unlimited) code lengths by the classic two-smallest merge. Only symbols that occur get a length.
 fn unlimited_lengths(histogram: &[u32; 256]) -> [u8; 256] {
@@ -254,18 +298,23 @@ fn encode_bits(symbols: &[u8], codes: &[u32; 256], out: &mut Vec<u8>) {
     out.resize(start + symbols.len() * MAX_CODE_LEN as usize / 8 + 16, 0);
     let buf = &mut out[start..];
     let (mut pos, mut pending, mut pending_bits) = (0usize, 0u64, 0u32);
-    for group in symbols.chunks(SYMBOLS_PER_FLUSH) {
+    let mut flush = |group: &[u8], pos: &mut usize| {
         for &symbol in group {
             let code = codes[usize::from(symbol)];
             pending |= u64::from(code & 0xffff) << pending_bits;
             pending_bits += code >> 16;
         }
-        buf[pos..pos + 8].copy_from_slice(&pending.to_le_bytes());
+        buf[*pos..*pos + 8].copy_from_slice(&pending.to_le_bytes());
         let whole_bytes = pending_bits / 8;
-        pos += whole_bytes as usize;
+        *pos += whole_bytes as usize;
         pending >>= whole_bytes * 8;
         pending_bits %= 8;
+    };
+    let mut groups = symbols.chunks_exact(SYMBOLS_PER_FLUSH);
+    for group in &mut groups {
+        flush(group, &mut pos);
     }
+    flush(groups.remainder(), &mut pos);
     if pending_bits > 0 {
         pos += 1; // The last flush already wrote this partial byte.
     }
@@ -314,13 +363,28 @@ impl<'a> BitReader<'a> {
         u64::from_le_bytes(word)
     }
 
+    /// Decodes one symbol (for the tails of sub-streams).
     #[inline(always)]
-    fn decode(&mut self, table: &[u16; TABLE_SIZE]) -> u8 {
+    fn decode_one(&mut self, table: &[u16; TABLE_SIZE]) -> u8 {
         let entry = table[(self.bits & TABLE_MASK) as usize];
-        let len = u32::from(entry >> 8);
-        self.bits >>= len;
-        self.available -= len;
+        self.consume(u32::from(entry >> 8));
         entry as u8
+    }
+
+    #[inline(always)]
+    fn consume(&mut self, bits: u32) {
+        self.bits >>= bits;
+        self.available -= bits;
+    }
+
+    /// One multi-symbol lookup into `out[*pos..]`, which must have room for 4 bytes.
+    #[inline(always)]
+    fn lookup(&mut self, table: &[u32; TABLE_SIZE], out: &mut [u8], pos: &mut usize) {
+        let entry = table[(self.bits & TABLE_MASK) as usize];
+        // Stores all three symbol slots; the ones past `count` are overwritten by later symbols.
+        out[*pos..*pos + 4].copy_from_slice(&entry.to_le_bytes());
+        *pos += (entry >> 24 & 3) as usize;
+        self.consume(entry >> 26);
     }
 
     fn consumed_bits(&self) -> u64 {
@@ -344,7 +408,6 @@ impl<'a> BitReader<'a> {
 /// Decodes a block body written by [`Code::encode`] into `out` (exactly the original symbol count).
 pub fn decode(body: &[u8], out: &mut [u8]) -> Result<(), Error> {
     let (code, table_len) = Code::read_table(body)?;
-    let table = code.decode_table();
     let lengths = take(
         body,
         table_len,
@@ -366,36 +429,43 @@ pub fn decode(body: &[u8], out: &mut [u8]) -> Result<(), Error> {
     let (out2, out3) = tail.split_at_mut(quarter.min(tail.len()));
     let mut outs = [out0, out1, out2, out3];
     let mut readers = streams.map(BitReader::new);
+    let tables = DecodeTables::new(&code);
+    let multi = &*tables.multi;
 
-    // Lockstep over the four sub-streams while all have a full group left; the last quarter is the shortest.
-    let lockstep_groups = outs[SUB_STREAMS - 1].len() / SYMBOLS_PER_REFILL;
-    let lockstep_len = lockstep_groups * SYMBOLS_PER_REFILL;
+    // Lockstep over the four sub-streams while all have room for a round: the lookups of one step are
+    // independent of one another, so the CPU overlaps their latencies.
+    let [o0, o1, o2, o3] = &mut outs;
+    let [r0, r1, r2, r3] = &mut readers;
+    let [mut p0, mut p1, mut p2, mut p3] = [0usize; SUB_STREAMS];
+    while o0.len() - p0 >= ROUND_ROOM
+        && o1.len() - p1 >= ROUND_ROOM
+        && o2.len() - p2 >= ROUND_ROOM
+        && o3.len() - p3 >= ROUND_ROOM
     {
-        let [o0, o1, o2, o3] = &mut outs;
-        let [r0, r1, r2, r3] = &mut readers;
-        let groups = o0[..lockstep_len]
-            .chunks_exact_mut(SYMBOLS_PER_REFILL)
-            .zip(o1[..lockstep_len].chunks_exact_mut(SYMBOLS_PER_REFILL))
-            .zip(o2[..lockstep_len].chunks_exact_mut(SYMBOLS_PER_REFILL))
-            .zip(o3[..lockstep_len].chunks_exact_mut(SYMBOLS_PER_REFILL));
-        for (((g0, g1), g2), g3) in groups {
-            r0.refill();
-            r1.refill();
-            r2.refill();
-            r3.refill();
-            for i in 0..SYMBOLS_PER_REFILL {
-                g0[i] = r0.decode(&table);
-                g1[i] = r1.decode(&table);
-                g2[i] = r2.decode(&table);
-                g3[i] = r3.decode(&table);
-            }
+        r0.refill();
+        r1.refill();
+        r2.refill();
+        r3.refill();
+        for _ in 0..LOOKUPS_PER_REFILL {
+            r0.lookup(multi, o0, &mut p0);
+            r1.lookup(multi, o1, &mut p1);
+            r2.lookup(multi, o2, &mut p2);
+            r3.lookup(multi, o3, &mut p3);
         }
     }
-    for (out, reader) in outs.iter_mut().zip(&mut readers) {
-        for group in out[lockstep_len..].chunks_mut(SYMBOLS_PER_REFILL) {
+    let positions = [p0, p1, p2, p3];
+    for ((reader, out), mut pos) in readers.iter_mut().zip(outs.iter_mut()).zip(positions) {
+        let pos = &mut pos;
+        while out.len() - *pos >= ROUND_ROOM {
+            reader.refill();
+            for _ in 0..LOOKUPS_PER_REFILL {
+                reader.lookup(multi, out, pos);
+            }
+        }
+        for group in out[*pos..].chunks_mut(LOOKUPS_PER_REFILL) {
             reader.refill();
             for symbol in group {
-                *symbol = reader.decode(&table);
+                *symbol = reader.decode_one(&tables.single);
             }
         }
         reader.check_end()?;

@@ -93,33 +93,63 @@ fn write_block(out: &mut Vec<u8>, mode: Mode, write_body: impl FnOnce(&mut Vec<u
     out[header_at + 1..header_at + BLOCK_HEADER_LEN].copy_from_slice(&body_len.to_le_bytes());
 }
 
+/// A parsed stream block, borrowing its body from the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Block<'a> {
+    /// Stored bytes: callers can use them in place, with no copy.
+    Raw(&'a [u8]),
+    /// One symbol repeated.
+    Run(u8),
+    /// A Huffman-coded body.
+    Huffman(&'a [u8]),
+}
+
+impl<'a> Block<'a> {
+    /// Parses the block at the front of `input`; returns it and the bytes it took.
+    pub fn parse(input: &'a [u8]) -> Result<(Block<'a>, usize), Error> {
+        let header = take(input, 0, BLOCK_HEADER_LEN, "stream block header")?;
+        let mode = Mode::from_byte(header[0])?;
+        let body_len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        let body = take(input, BLOCK_HEADER_LEN, body_len, "stream block body")?;
+        let block = match mode {
+            Mode::Raw => Block::Raw(body),
+            Mode::Run => match body {
+                [symbol] => Block::Run(*symbol),
+                _ => {
+                    return Err(Error::RawLength {
+                        got: body.len(),
+                        expected: 1,
+                    })
+                }
+            },
+            Mode::Huffman => Block::Huffman(body),
+        };
+        Ok((block, BLOCK_HEADER_LEN + body_len))
+    }
+
+    /// Decodes the block into `out`, which must be exactly as long as the stream was.
+    pub fn decode_into(&self, out: &mut [u8]) -> Result<(), Error> {
+        match *self {
+            Block::Raw(bytes) if bytes.len() == out.len() => out.copy_from_slice(bytes),
+            Block::Raw(bytes) => {
+                return Err(Error::RawLength {
+                    got: bytes.len(),
+                    expected: out.len(),
+                })
+            }
+            Block::Run(symbol) => out.fill(symbol),
+            Block::Huffman(body) => huffman::decode(body, out)?,
+        }
+        Ok(())
+    }
+}
+
 /// Decodes the block at the front of `input` into `out`, which must be exactly as long as the stream was.
 /// Returns how many bytes of `input` the block took.
 pub fn decode_block(input: &[u8], out: &mut [u8]) -> Result<usize, Error> {
-    let header = take(input, 0, BLOCK_HEADER_LEN, "stream block header")?;
-    let mode = Mode::from_byte(header[0])?;
-    let body_len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    let body = take(input, BLOCK_HEADER_LEN, body_len, "stream block body")?;
-    match mode {
-        Mode::Raw if body.len() == out.len() => out.copy_from_slice(body),
-        Mode::Raw => {
-            return Err(Error::RawLength {
-                got: body.len(),
-                expected: out.len(),
-            })
-        }
-        Mode::Run => match body {
-            [symbol] => out.fill(*symbol),
-            _ => {
-                return Err(Error::RawLength {
-                    got: body.len(),
-                    expected: 1,
-                })
-            }
-        },
-        Mode::Huffman => huffman::decode(body, out)?,
-    }
-    Ok(BLOCK_HEADER_LEN + body_len)
+    let (block, used) = Block::parse(input)?;
+    block.decode_into(out)?;
+    Ok(used)
 }
 
 /// `input[start..start + len]`, or a [`Error::Truncated`] naming `what`.
