@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--runs N] [--zstd19] [--no-zipnn] [FILES...]`: tenzip beside zstd and ZipNN.
+//! `cargo xtask bench [--runs N] [--zstd19] [--no-zipnn] [--quick] [FILES...]`: tenzip beside zstd and ZipNN.
 //!
 //! For each file (default: every safetensors file of the corpus that `../shared/corpus/fetch.sh` makes), in
 //! one run: tenzip's ratio and compress / decompress MB/s at one thread and at all threads (in-process,
@@ -20,6 +20,8 @@ use crate::{corpus_dir, root};
 
 struct Args {
     runs: usize,
+    /// tenzip alone: no references, no limit, no RSS (for quick iteration).
+    quick: bool,
     zstd19: bool,
     zipnn: bool,
     files: Vec<PathBuf>,
@@ -28,6 +30,7 @@ struct Args {
 fn parse_args(args: &[String]) -> anyhow::Result<Args> {
     let mut parsed = Args {
         runs: 5,
+        quick: false,
         zstd19: false,
         zipnn: true,
         files: Vec::new(),
@@ -37,6 +40,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Args> {
         match arg.as_str() {
             "--runs" => parsed.runs = args.next().context("--runs needs a number")?.parse()?,
             "--zstd19" => parsed.zstd19 = true,
+            "--quick" => parsed.quick = true,
             "--no-zipnn" => parsed.zipnn = false,
             flag if flag.starts_with('-') => bail!("unknown flag {flag}"),
             file => parsed.files.push(PathBuf::from(file)),
@@ -86,14 +90,28 @@ struct FileResult {
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let args = parse_args(args)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let python = reference_python(args.zipnn)?;
-    let binary = build_cli()?;
+    if args.quick {
+        eprintln!("bench --quick: tenzip only");
+    }
+    let python = if args.quick { PathBuf::new() } else { reference_python(args.zipnn)? };
+    let binary = if args.quick { PathBuf::new() } else { build_cli()? };
     let mut results = Vec::new();
     for file in &args.files {
         eprintln!("bench: {}", file.display());
         let bytes = std::fs::read(file).with_context(|| file.display().to_string())?;
         let (ratio, one) = time_tenzip(&bytes, 1, args.runs)?;
         let (_, all) = time_tenzip(&bytes, threads, args.runs)?;
+        if args.quick {
+            println!(
+                "{}: {ratio:.4}  1T {:.0} / {:.0} MB/s  {threads}T {:.0} / {:.0} MB/s",
+                file.display(),
+                one.compress_mbps,
+                one.decompress_mbps,
+                all.compress_mbps,
+                all.decompress_mbps
+            );
+            continue;
+        }
         let mut reference_cmd = Command::new(&python);
         reference_cmd
             .arg(root().join("xtask/bench/reference.py"))
@@ -125,6 +143,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             order0_limit_per_tensor: order0_limit(&python, file),
             reference,
         });
+    }
+    if args.quick {
+        return Ok(());
     }
     let markdown = markdown(&results, threads, args.runs);
     println!("{markdown}");

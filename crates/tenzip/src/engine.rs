@@ -1,9 +1,10 @@
 //! The engine: codes a planned file chunk by chunk, in parallel, into a container, and back.
 //!
-//! Chunks are processed in batches: a batch is coded in parallel into reusable slots, then written out in
-//! order. Output therefore never depends on the thread count, and memory stays bounded by the batch, not
-//! the file. With one thread the same code runs on the calling thread with no pool: that serial path is the
-//! reference that tests hold the parallel one to, byte for byte.
+//! Chunks are processed in batches: a batch is coded in parallel into reusable slots, then consumed in
+//! order (written out, hashed) while the workers already code the next batch. Output therefore never
+//! depends on the thread count, and memory stays bounded by two batches, not the file. With one thread the
+//! same code runs on the calling thread with no pool: that serial path is the reference that tests hold
+//! the parallel one to, byte for byte.
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -60,23 +61,66 @@ fn for_each_slot<T: Sync, S: Send>(
     pool: Option<&rayon::ThreadPool>,
     tasks: &[T],
     slots: &mut [S],
-    work: impl Fn(&mut Scratch, &T, &mut S) -> Result<(), ErrorKind> + Sync,
+    work: &(impl Fn(&mut Scratch, &T, &mut S) -> Result<(), ErrorKind> + Sync),
 ) -> Result<(), ErrorKind> {
     let run = |task: &T, slot: &mut S| {
         SCRATCH.with(|scratch| work(&mut scratch.borrow_mut(), task, slot))
     };
     match pool {
-        Some(pool) => pool.install(|| {
-            tasks
-                .par_iter()
-                .zip(slots.par_iter_mut())
-                .try_for_each(|(t, s)| run(t, s))
-        }),
+        Some(_) => tasks
+            .par_iter()
+            .zip(slots.par_iter_mut())
+            .try_for_each(|(t, s)| run(t, s)),
         None => tasks
             .iter()
             .zip(slots.iter_mut())
             .try_for_each(|(t, s)| run(t, s)),
     }
+}
+
+/// Processes `tasks` in batches: `work` fills one slot per task (in parallel on `pool`), then `consume` sees
+/// each batch's tasks and slots in order. Consuming batch k overlaps with working on batch k + 1.
+fn pipeline<T: Sync, S: Send + Sync + Default>(
+    pool: Option<&rayon::ThreadPool>,
+    tasks: &[T],
+    work: impl Fn(&mut Scratch, &T, &mut S) -> Result<(), ErrorKind> + Sync,
+    mut consume: impl FnMut(&[T], &[S]) -> Result<(), ErrorKind> + Send,
+) -> Result<(), ErrorKind> {
+    let batch_len = pool.map_or(1, |pool| pool.current_num_threads() * 16);
+    let mut batches = tasks.chunks(batch_len);
+    let new_slots = || std::iter::repeat_with(S::default).take(batch_len).collect::<Vec<S>>();
+    let Some(mut current) = batches.next() else {
+        return Ok(());
+    };
+    let (mut ready, mut spare) = (new_slots(), new_slots());
+    let Some(pool) = pool else {
+        for_each_slot(None, current, &mut ready, &work)?;
+        consume(current, &ready)?;
+        for batch in batches {
+            for_each_slot(None, batch, &mut ready, &work)?;
+            consume(batch, &ready)?;
+        }
+        return Ok(());
+    };
+    pool.install(|| {
+        for_each_slot(Some(pool), current, &mut ready, &work)?;
+        loop {
+            let next = batches.next();
+            let (consumed, worked) = rayon::join(
+                || consume(current, &ready[..current.len()]),
+                || next.map_or(Ok(()), |next| for_each_slot(Some(pool), next, &mut spare, &work)),
+            );
+            consumed?;
+            worked?;
+            match next {
+                Some(next) => {
+                    current = next;
+                    std::mem::swap(&mut ready, &mut spare);
+                }
+                None => return Ok(()),
+            }
+        }
+    })
 }
 
 /// A pool for `threads` workers, or `None` for the serial path.
@@ -96,11 +140,6 @@ fn pool(threads: usize) -> Result<Option<rayon::ThreadPool>, ErrorKind> {
     Ok(Some(pool))
 }
 
-/// Chunks per batch: enough to keep every worker busy, few enough to bound memory.
-fn batch_len(pool: Option<&rayon::ThreadPool>) -> usize {
-    pool.map_or(1, |pool| pool.current_num_threads() * 4)
-}
-
 /// A chunk to code: which segment it belongs to and its byte range in the input.
 struct ChunkTask {
     segment: usize,
@@ -116,7 +155,7 @@ struct CodedSlot {
 }
 
 /// Codes `file` as `plan` describes into a container written to `out`. Returns the writer and the manifest.
-pub fn compress<W: Write>(
+pub fn compress<W: Write + Send>(
     file: &[u8],
     plan: &Plan,
     options: &CompressOptions,
@@ -124,43 +163,35 @@ pub fn compress<W: Write>(
 ) -> Result<(W, Manifest), ErrorKind> {
     let pool = pool(options.threads)?;
     let tasks = chunk_tasks(plan, options.chunk_size);
-    let mut slots: Vec<CodedSlot> = Vec::new();
-    slots.resize_with(batch_len(pool.as_ref()), CodedSlot::default);
-
     let mut writer = Writer::new(out)?;
     let mut file_hash = blake3::Hasher::new();
     let mut segment_chunks: Vec<Vec<Chunk>> = vec![Vec::new(); plan.segments.len()];
     let mut segment_hashes = SegmentHashes::new(plan.segments.len());
-    for batch in tasks.chunks(slots.len()) {
-        let slots = &mut slots[..batch.len()];
-        let pool = pool.as_ref();
-        let batch_bytes = &file[batch[0].range.start..batch[batch.len() - 1].range.end];
-        // The whole-file hash is the one serial pass over the input: run it beside the batch's coding.
-        match pool {
-            Some(pool) => {
-                pool.join(
-                    || file_hash.update(batch_bytes),
-                    || encode_batch(Some(pool), file, batch, slots),
-                )
-                .1?
+    pipeline(
+        pool.as_ref(),
+        &tasks,
+        |scratch, task: &ChunkTask, slot: &mut CodedSlot| {
+            let values = &file[task.range.clone()];
+            slot.xxh3 = xxhash_rust::xxh3::xxh3_64(values);
+            encode_chunk(task.layout, values, scratch, &mut slot.payload);
+            Ok(())
+        },
+        |batch, slots| {
+            for (task, slot) in batch.iter().zip(slots) {
+                let values = &file[task.range.clone()];
+                let offset = writer.append(&slot.payload)?;
+                segment_chunks[task.segment].push(Chunk {
+                    offset,
+                    stored: slot.payload.len() as u64,
+                    len: values.len() as u64,
+                    xxh3: Checksum(slot.xxh3),
+                });
+                segment_hashes.update(task.segment, values);
+                file_hash.update(values);
             }
-            None => {
-                file_hash.update(batch_bytes);
-                encode_batch(None, file, batch, slots)?
-            }
-        }
-        for (task, slot) in batch.iter().zip(slots.iter()) {
-            let offset = writer.append(&slot.payload)?;
-            let len = task.range.len() as u64;
-            segment_chunks[task.segment].push(Chunk {
-                offset,
-                stored: slot.payload.len() as u64,
-                len,
-                xxh3: Checksum(slot.xxh3),
-            });
-            segment_hashes.update(task.segment, &file[task.range.clone()]);
-        }
-    }
+            Ok(())
+        },
+    )?;
 
     let segment_hashes = segment_hashes.finish();
     let segments = plan
@@ -192,20 +223,6 @@ pub fn compress<W: Write>(
     let manifest = Manifest::new(source, options.chunk_size as u64, segments);
     let out = writer.finish(&manifest)?;
     Ok((out, manifest))
-}
-
-fn encode_batch(
-    pool: Option<&rayon::ThreadPool>,
-    file: &[u8],
-    batch: &[ChunkTask],
-    slots: &mut [CodedSlot],
-) -> Result<(), ErrorKind> {
-    for_each_slot(pool, batch, slots, |scratch, task, slot| {
-        let values = &file[task.range.clone()];
-        slot.xxh3 = xxhash_rust::xxh3::xxh3_64(values);
-        encode_chunk(task.layout, values, scratch, &mut slot.payload);
-        Ok(())
-    })
 }
 
 /// Cuts every segment into chunks of at most `chunk_size` bytes, on value boundaries.
@@ -277,7 +294,7 @@ struct DecodeTask<'a> {
 
 /// Decodes `container` into `out`, checking each chunk, each segment and the whole file against the
 /// manifest. On error, what was written to `out` must be discarded.
-pub fn decompress<W: Write>(
+pub fn decompress<W: Write + Send>(
     container: &Container,
     options: &DecompressOptions,
     mut out: W,
@@ -314,13 +331,12 @@ pub fn decompress<W: Write>(
                 })
         })
         .collect();
-    let mut slots: Vec<Vec<u8>> = vec![Vec::new(); batch_len(pool.as_ref())];
     let mut file_hash = blake3::Hasher::new();
     let mut segment_hashes = SegmentHashes::new(manifest.segments.len());
-
-    for batch in tasks.chunks(slots.len()) {
-        let slots = &mut slots[..batch.len()];
-        for_each_slot(pool.as_ref(), batch, slots, |scratch, task, slot| {
+    pipeline(
+        pool.as_ref(),
+        &tasks,
+        |scratch, task: &DecodeTask, slot: &mut Vec<u8>| {
             slot.resize(task.chunk.len as usize, 0);
             let segment = &manifest.segments[task.segment];
             decode_chunk(task.layout, container.payload(task.chunk), slot, scratch).map_err(
@@ -338,13 +354,16 @@ pub fn decompress<W: Write>(
                 )));
             }
             Ok(())
-        })?;
-        for (task, slot) in batch.iter().zip(slots.iter()) {
-            out.write_all(slot)?;
-            file_hash.update(slot);
-            segment_hashes.update(task.segment, slot);
-        }
-    }
+        },
+        |batch, slots| {
+            for (task, slot) in batch.iter().zip(slots) {
+                out.write_all(slot)?;
+                file_hash.update(slot);
+                segment_hashes.update(task.segment, slot);
+            }
+            Ok(())
+        },
+    )?;
     for (segment, checksum) in manifest.segments.iter().zip(segment_hashes.finish()) {
         if checksum != segment.xxh3 {
             return Err(ErrorKind::Checksum(describe(segment)));

@@ -75,7 +75,7 @@ pub fn encode_block(symbols: &[u8], out: &mut Vec<u8>) {
     }
     if distinct > 1 {
         let code = huffman::Code::from_histogram(&histogram);
-        if code.coded_len(&histogram) < symbols.len() {
+        if code.coded_len(&histogram) < symbols.len() * 98 / 100 {
             write_block(out, Mode::Huffman, |body| code.encode(symbols, body));
             return;
         }
