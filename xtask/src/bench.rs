@@ -93,8 +93,16 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if args.quick {
         eprintln!("bench --quick: tenzip only");
     }
-    let python = if args.quick { PathBuf::new() } else { reference_python(args.zipnn)? };
-    let binary = if args.quick { PathBuf::new() } else { build_cli()? };
+    let python = if args.quick {
+        PathBuf::new()
+    } else {
+        reference_python(args.zipnn)?
+    };
+    let binary = if args.quick {
+        PathBuf::new()
+    } else {
+        build_cli()?
+    };
     let mut results = Vec::new();
     for file in &args.files {
         eprintln!("bench: {}", file.display());

@@ -33,7 +33,10 @@ pub fn encode_chunk(layout: Layout, values: &[u8], scratch: &mut Scratch, payloa
     let streams = scratch.streams(layout.stream_count());
     layout.split(values, streams);
     for stream in streams.iter() {
-        entropy::encode_block(stream, payload);
+        match layout {
+            Layout::Bytes => entropy::encode_block_lz(stream, payload),
+            _ => entropy::encode_block(stream, payload),
+        }
     }
 }
 

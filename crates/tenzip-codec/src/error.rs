@@ -29,6 +29,12 @@ pub enum Error {
         /// Bits the decoder consumed to produce the expected number of symbols.
         consumed_bits: u64,
     },
+    /// A tANS-coded stream did not decode cleanly.
+    #[error("tANS stream is corrupt: {0}")]
+    AnsStream(&'static str),
+    /// A DEFLATE block did not inflate to exactly the stream's length.
+    #[error("DEFLATE stream is corrupt: {0}")]
+    Inflate(String),
     /// A stored-raw block's length differs from the field length it must restore.
     #[error("stored block holds {got} bytes, should hold {expected}")]
     RawLength {

@@ -35,6 +35,9 @@ pub enum Error {
     /// The manifest's checksum does not match.
     #[error("manifest checksum mismatch: the manifest is damaged")]
     ManifestChecksum,
+    /// The manifest does not inflate (or inflates past the size limit).
+    #[error("manifest does not inflate: {0}")]
+    ManifestDeflate(String),
     /// The manifest is not valid JSON of the expected shape.
     #[error("manifest is not valid: {0}")]
     ManifestJson(#[source] serde_json::Error),

@@ -31,7 +31,7 @@ mod writer;
 
 pub use error::Error;
 pub use manifest::{Checksum, Chunk, Manifest, Segment, SegmentKind, Source, MAX_CHUNK_LEN};
-pub use reader::Container;
+pub use reader::{Container, MAX_MANIFEST_LEN};
 pub use writer::Writer;
 
 /// First bytes of every `.tzp` file. Like PNG's signature, the high byte and the CR LF / LF pair catch

@@ -3,6 +3,10 @@ use crate::{
     PREAMBLE_LEN,
 };
 
+/// The largest manifest a reader inflates: a hostile file cannot make it allocate more. Real manifests take
+/// about 150 bytes a chunk, so this allows well over a million chunks.
+pub const MAX_MANIFEST_LEN: usize = 256 << 20;
+
 /// A validated `.tzp` container over its bytes (typically memory-mapped).
 ///
 /// Opening checks every rule of `FORMAT.md` that can be checked without decoding: afterwards every chunk's
@@ -46,11 +50,13 @@ impl<'a> Container<'a> {
                 len: manifest_len,
             });
         }
-        let json = &bytes[manifest_offset as usize..footer];
-        if Checksum::of(json).0 != read_u64(bytes, footer + 16) {
+        let deflated = &bytes[manifest_offset as usize..footer];
+        if Checksum::of(deflated).0 != read_u64(bytes, footer + 16) {
             return Err(Error::ManifestChecksum);
         }
-        let manifest: Manifest = serde_json::from_slice(json).map_err(Error::ManifestJson)?;
+        let json = miniz_oxide::inflate::decompress_to_vec_with_limit(deflated, MAX_MANIFEST_LEN)
+            .map_err(|err| Error::ManifestDeflate(format!("{:?}", err.status)))?;
+        let manifest: Manifest = serde_json::from_slice(&json).map_err(Error::ManifestJson)?;
         validate(&manifest, manifest_offset)?;
         Ok(Container { bytes, manifest })
     }
@@ -252,16 +258,31 @@ mod tests {
     }
 
     #[test]
+    fn a_manifest_that_does_not_inflate_is_an_error() {
+        let garbage = [0xffu8; 40];
+        let mut bytes = Writer::new(Vec::new()).unwrap().into_parts_for_test();
+        let offset = bytes.len() as u64;
+        bytes.extend_from_slice(&garbage);
+        bytes.extend_from_slice(&offset.to_le_bytes());
+        bytes.extend_from_slice(&(garbage.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&Checksum::of(&garbage).0.to_le_bytes());
+        bytes.extend_from_slice(&END_MAGIC);
+        assert!(matches!(
+            Container::open(&bytes),
+            Err(Error::ManifestDeflate(_))
+        ));
+    }
+
+    #[test]
     fn bad_manifest_json_is_an_error() {
         let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        let mut writer = Writer::new(Vec::new()).unwrap();
-        writer.append(b"").unwrap();
-        let mut bytes = writer.into_parts_for_test();
+        let nested = miniz_oxide::deflate::compress_to_vec(nested.as_bytes(), 6);
+        let mut bytes = Writer::new(Vec::new()).unwrap().into_parts_for_test();
         let offset = bytes.len() as u64;
-        bytes.extend_from_slice(nested.as_bytes());
+        bytes.extend_from_slice(&nested);
         bytes.extend_from_slice(&offset.to_le_bytes());
         bytes.extend_from_slice(&(nested.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&Checksum::of(nested.as_bytes()).0.to_le_bytes());
+        bytes.extend_from_slice(&Checksum::of(&nested).0.to_le_bytes());
         bytes.extend_from_slice(&END_MAGIC);
         assert!(matches!(
             Container::open(&bytes),

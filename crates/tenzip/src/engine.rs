@@ -88,7 +88,11 @@ fn pipeline<T: Sync, S: Send + Sync + Default>(
 ) -> Result<(), ErrorKind> {
     let batch_len = pool.map_or(1, |pool| pool.current_num_threads() * 16);
     let mut batches = tasks.chunks(batch_len);
-    let new_slots = || std::iter::repeat_with(S::default).take(batch_len).collect::<Vec<S>>();
+    let new_slots = || {
+        std::iter::repeat_with(S::default)
+            .take(batch_len)
+            .collect::<Vec<S>>()
+    };
     let Some(mut current) = batches.next() else {
         return Ok(());
     };
@@ -108,7 +112,11 @@ fn pipeline<T: Sync, S: Send + Sync + Default>(
             let next = batches.next();
             let (consumed, worked) = rayon::join(
                 || consume(current, &ready[..current.len()]),
-                || next.map_or(Ok(()), |next| for_each_slot(Some(pool), next, &mut spare, &work)),
+                || {
+                    next.map_or(Ok(()), |next| {
+                        for_each_slot(Some(pool), next, &mut spare, &work)
+                    })
+                },
             );
             consumed?;
             worked?;

@@ -27,12 +27,12 @@ pub struct Code {
 }
 
 impl Code {
-    /// The optimal code for `histogram` whose lengths do not exceed [`MAX_CODE_LEN`]. The histogram must
-    /// have at least two symbols that occur.
+    /// The optimal code for `histogram` whose lengths do not exceed [`MAX_CODE_LEN`]. At least one symbol
+    /// must occur.
     pub fn from_histogram(histogram: &[u32; 256]) -> Code {
-        let mut lengths = unlimited_lengths(histogram);
-        limit_lengths(&mut lengths, histogram);
-        Code { lengths }
+        Code {
+            lengths: limited_lengths(histogram),
+        }
     }
 
     /// The block body size this code gives for `histogram`, table and framing included.
@@ -212,82 +212,75 @@ const LOOKUPS_PER_REFILL: usize = 5;
 /// Output room one round of lookups needs: each lookup stores 4 bytes and advances at most 3.
 const ROUND_ROOM: usize = LOOKUPS_PER_REFILL * MAX_SYMBOLS_PER_LOOKUP as usize + 1;
 
-/// Optimal (unlimited) code lengths by the classic two-smallest merge. Only symbols that occur get a length.
-fn unlimited_lengths(histogram: &[u32; 256]) -> [u8; 256] {
-    use std::cmp::Reverse;
-    use std::collections::BinaryHeap;
-
-    // Nodes 0..256 are leaves; merged nodes are appended. `parent` links let depths be read off afterwards.
-    let mut parent = vec![usize::MAX; 512];
-    let mut heap: BinaryHeap<Reverse<(u64, usize)>> = histogram
+/// Optimal code lengths of at most `MAX_CODE_LEN` bits, by package-merge (Larmore and Hirschberg).
+///
+/// Coin-collector view: every symbol offers one coin of its weight at each of the `MAX_CODE_LEN` levels;
+/// packaging pairs of the cheapest items level by level and keeping the cheapest `2n - 2` items of the last
+/// level picks the optimal lengths, a symbol's length being how many of its coins were kept. A cheap greedy
+/// repair of an unlimited Huffman code costs measurably more on the flatter streams (F16 exponent with
+/// mantissa bits), so the exact algorithm is worth its few microseconds.
+fn limited_lengths(histogram: &[u32; 256]) -> [u8; 256] {
+    #[derive(Clone, Copy)]
+    enum Item {
+        Leaf(u8),
+        Package(usize, usize),
+    }
+    let mut leaves: Vec<(u64, u8)> = histogram
         .iter()
         .enumerate()
         .filter(|(_, &count)| count > 0)
-        .map(|(symbol, &count)| Reverse((u64::from(count), symbol)))
+        .map(|(symbol, &count)| (u64::from(count), symbol as u8))
         .collect();
-    let mut next_node = 256;
-    while heap.len() > 1 {
-        let Reverse((weight_a, a)) = heap.pop().expect("heap has two nodes");
-        let Reverse((weight_b, b)) = heap.pop().expect("heap has two nodes");
-        parent[a] = next_node;
-        parent[b] = next_node;
-        heap.push(Reverse((weight_a + weight_b, next_node)));
-        next_node += 1;
-    }
-    // Merged nodes are created after their children, so walking down from the root fills depths top-down.
-    let mut depth = vec![0u32; next_node];
-    for node in (256..next_node).rev() {
-        if parent[node] != usize::MAX {
-            depth[node] = depth[parent[node]] + 1;
-        }
-    }
     let mut lengths = [0u8; 256];
-    for symbol in 0..256 {
-        if histogram[symbol] > 0 {
-            // A lone symbol still needs a one-bit code.
-            let len = if parent[symbol] == usize::MAX {
-                1
+    if let [(_, symbol)] = leaves[..] {
+        lengths[usize::from(symbol)] = 1;
+        return lengths;
+    }
+    leaves.sort_unstable();
+
+    let mut items: Vec<Item> = leaves
+        .iter()
+        .map(|&(_, symbol)| Item::Leaf(symbol))
+        .collect();
+    let leaf_list: Vec<(u64, usize)> = leaves
+        .iter()
+        .enumerate()
+        .map(|(id, &(weight, _))| (weight, id))
+        .collect();
+    let mut list = leaf_list.clone();
+    for _ in 1..MAX_CODE_LEN {
+        let packages: Vec<(u64, usize)> = list
+            .chunks_exact(2)
+            .map(|pair| {
+                items.push(Item::Package(pair[0].1, pair[1].1));
+                (pair[0].0 + pair[1].0, items.len() - 1)
+            })
+            .collect();
+        // Merge the leaves with the packages by weight (leaves first on ties, for shorter codes on them).
+        let mut merged = Vec::with_capacity(leaf_list.len() + packages.len());
+        let (mut l, mut p) = (0, 0);
+        while l < leaf_list.len() || p < packages.len() {
+            if p == packages.len() || (l < leaf_list.len() && leaf_list[l].0 <= packages[p].0) {
+                merged.push(leaf_list[l]);
+                l += 1;
             } else {
-                depth[parent[symbol]] + 1
-            };
-            lengths[symbol] = len.min(255) as u8;
+                merged.push(packages[p]);
+                p += 1;
+            }
+        }
+        list = merged;
+    }
+    let mut stack: Vec<usize> = list[..2 * leaves.len() - 2]
+        .iter()
+        .map(|&(_, id)| id)
+        .collect();
+    while let Some(id) = stack.pop() {
+        match items[id] {
+            Item::Leaf(symbol) => lengths[usize::from(symbol)] += 1,
+            Item::Package(a, b) => stack.extend([a, b]),
         }
     }
     lengths
-}
-
-/// Clamps lengths to `MAX_CODE_LEN` and repairs the Kraft sum: lengthen the rarest symbols until the code
-/// fits, then shorten the most frequent ones while the code space has room. Near-optimal for the skewed
-/// distributions of exponent streams, where only a handful of very rare symbols ever exceed the limit.
-fn limit_lengths(lengths: &mut [u8; 256], histogram: &[u32; 256]) {
-    let max = MAX_CODE_LEN as u8;
-    let capacity = 1u32 << MAX_CODE_LEN;
-    let unit = |len: u8| 1u32 << (MAX_CODE_LEN - u32::from(len));
-    let mut by_count: Vec<usize> = (0..256).filter(|&symbol| lengths[symbol] > 0).collect();
-    by_count.sort_by_key(|&symbol| (histogram[symbol], symbol));
-
-    let mut kraft = 0;
-    for &symbol in &by_count {
-        lengths[symbol] = lengths[symbol].min(max);
-        kraft += unit(lengths[symbol]);
-    }
-    while kraft > capacity {
-        for &symbol in &by_count {
-            if kraft <= capacity {
-                break;
-            }
-            if lengths[symbol] < max {
-                lengths[symbol] += 1;
-                kraft -= unit(lengths[symbol]);
-            }
-        }
-    }
-    for &symbol in by_count.iter().rev() {
-        while lengths[symbol] > 1 && kraft + unit(lengths[symbol]) <= capacity {
-            kraft += unit(lengths[symbol]);
-            lengths[symbol] -= 1;
-        }
-    }
 }
 
 /// Appends `symbols` as one LSB-first bit-stream, padded to a whole byte.

@@ -1,0 +1,668 @@
+//! Table-based asymmetric numeral systems (tANS): near-entropy coding for skewed streams.
+//!
+//! Huffman codes spend whole bits per symbol, which costs one to two percent on the skewed exponent streams
+//! of neural-network weights; tANS spends fractions of a bit and lands within a few thousandths of the
+//! order-0 entropy. The encoder uses it where it pays enough to be worth its slower decoding.
+//!
+//! Body layout: the normalised frequencies (summing to `2^TABLE_LOG`; see [`Frequencies`] for their
+//! encoding), then `u32 LE` the byte length of sub-stream 0, then
+//! sub-streams 0 and 1. Sub-stream 0 codes the first `ceil(n/2)` symbols, sub-stream 1 the rest; the decoder
+//! runs them in lockstep, because each has a serial read position and two chains overlap in the CPU.
+//!
+//! Within a sub-stream four states take symbols in turn (symbol `i` of it goes to state `i % 4`), so that
+//! their table lookups overlap too. The encoder walks the symbols backwards and writes bits
+//! least-significant first; after the last symbol it writes the four final states (`TABLE_LOG` bits each,
+//! state 0 first) and a single 1 bit, then pads to a byte with zeros. The decoder finds that 1 bit in the
+//! last byte, reads the states back and then the symbols forwards, reading the stream from its end. An
+//! intact sub-stream is consumed exactly and leaves every state at its initial value.
+
+use super::take;
+use crate::Error;
+
+/// States live in `[2^TABLE_LOG, 2^(TABLE_LOG+1))`; the decoding table has `2^TABLE_LOG` entries (16 KiB).
+pub const TABLE_LOG: u32 = 12;
+const TABLE_SIZE: usize = 1 << TABLE_LOG;
+const STATES: usize = 4;
+/// Below this many unread bits, a group of reads takes the checked path (the window would start before
+/// the stream, or a corrupt stream could read past its start).
+const FAST_GROUP_MIN_BITS: usize = 64;
+
+/// Normalised frequencies: each symbol that occurs gets at least 1, and they sum to `TABLE_SIZE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frequencies {
+    counts: [u16; 256],
+}
+
+impl Frequencies {
+    /// Scales `histogram` (at least two symbols occur) to sum to `TABLE_SIZE`, then moves single units
+    /// where they cost least, measured in coded bits.
+    pub fn normalize(histogram: &[u32; 256]) -> Frequencies {
+        let total: u64 = histogram.iter().map(|&c| u64::from(c)).sum();
+        let mut counts = [0u16; 256];
+        let mut sum = 0i64;
+        for (normalized, &count) in counts.iter_mut().zip(histogram) {
+            if count > 0 {
+                let scaled = (u64::from(count) * TABLE_SIZE as u64 + total / 2) / total;
+                *normalized = scaled.clamp(1, TABLE_SIZE as u64 - 1) as u16;
+                sum += i64::from(*normalized);
+            }
+        }
+        // Cost in bits of giving symbol `s` one unit more (`delta` = 1) or less (`delta` = -1).
+        let cost = |counts: &[u16; 256], s: usize, delta: i32| -> f64 {
+            let q = f64::from(counts[s]);
+            f64::from(histogram[s]) * (q / (q + f64::from(delta))).log2()
+        };
+        while sum != TABLE_SIZE as i64 {
+            let delta = if sum > TABLE_SIZE as i64 { -1 } else { 1 };
+            let best = (0..256)
+                .filter(|&s| histogram[s] > 0 && (delta > 0 || counts[s] > 1))
+                .min_by(|&a, &b| cost(&counts, a, delta).total_cmp(&cost(&counts, b, delta)))
+                .expect("a symbol can always take or give a unit");
+            counts[best] = (i32::from(counts[best]) + delta) as u16;
+            sum += i64::from(delta);
+        }
+        Frequencies { counts }
+    }
+
+    /// Bits the stream takes under these frequencies, plus table and framing: the encoder's estimate.
+    pub fn coded_len(&self, histogram: &[u32; 256]) -> usize {
+        let bits: f64 = histogram
+            .iter()
+            .zip(&self.counts)
+            .filter(|(&c, _)| c > 0)
+            .map(|(&c, &q)| f64::from(c) * (TABLE_SIZE as f64 / f64::from(q)).log2())
+            .sum();
+        let mut table = Vec::new();
+        self.write(&mut table);
+        let table = table.len();
+        let per_sub_stream = (STATES * TABLE_LOG as usize + 8) / 8 + 1;
+        table + 4 + (bits / 8.0).ceil() as usize + 2 * per_sub_stream
+    }
+
+    fn symbol_range(&self) -> (u8, u8) {
+        let first = self.counts.iter().position(|&c| c > 0).unwrap_or(0);
+        let last = self.counts.iter().rposition(|&c| c > 0).unwrap_or(0);
+        (first as u8, last as u8)
+    }
+
+    /// Table format: `first`, `last`, then the counts of `first..=last` as LEB128 varints, except that a
+    /// zero count is followed by one byte saying how many more zeros follow (0 to 255). Exponent streams use
+    /// a few dozen symbols spread over a range that outliers stretch to a hundred or more, so zeros dominate.
+    fn write(&self, out: &mut Vec<u8>) {
+        let (first, last) = self.symbol_range();
+        out.extend_from_slice(&[first, last]);
+        let counts = &self.counts[usize::from(first)..=usize::from(last)];
+        let mut index = 0;
+        while index < counts.len() {
+            let count = counts[index];
+            if count == 0 {
+                let more = counts[index + 1..]
+                    .iter()
+                    .take(255)
+                    .take_while(|&&c| c == 0)
+                    .count();
+                out.extend_from_slice(&[0, more as u8]);
+                index += 1 + more;
+                continue;
+            }
+            if count < 0x80 {
+                out.push(count as u8);
+            } else {
+                out.extend_from_slice(&[(count & 0x7f) as u8 | 0x80, (count >> 7) as u8]);
+            }
+            index += 1;
+        }
+    }
+
+    fn read(body: &[u8]) -> Result<(Frequencies, usize), Error> {
+        let range = take(body, 0, 2, "tANS table")?;
+        let (first, last) = (usize::from(range[0]), usize::from(range[1]));
+        if first > last {
+            return Err(Error::InvalidTable("first symbol after last symbol"));
+        }
+        let mut counts = [0u16; 256];
+        let mut at = 2;
+        let next_byte = |at: &mut usize| -> Result<u8, Error> {
+            let byte = *body.get(*at).ok_or(Error::Truncated {
+                what: "tANS table",
+                needed: 1,
+                available: 0,
+            })?;
+            *at += 1;
+            Ok(byte)
+        };
+        let mut symbol = first;
+        while symbol <= last {
+            let low = next_byte(&mut at)?;
+            if low == 0 {
+                symbol += 1 + usize::from(next_byte(&mut at)?);
+                continue;
+            }
+            let count = if low < 0x80 {
+                u16::from(low)
+            } else {
+                u16::from(low & 0x7f) | u16::from(next_byte(&mut at)?) << 7
+            };
+            counts[symbol] = count;
+            symbol += 1;
+        }
+        if symbol != last + 1 {
+            return Err(Error::InvalidTable("tANS zero run passes the last symbol"));
+        }
+        let sum: u32 = counts.iter().map(|&c| u32::from(c)).sum();
+        if sum != TABLE_SIZE as u32 {
+            return Err(Error::InvalidTable(
+                "tANS frequencies do not sum to the table size",
+            ));
+        }
+        Ok((Frequencies { counts }, at))
+    }
+
+    /// The symbol at each table position: symbols spread over the table with a step coprime to its size, so
+    /// that each symbol's positions are scattered evenly.
+    fn spread(&self) -> Box<[u8; TABLE_SIZE]> {
+        const STEP: usize = (TABLE_SIZE >> 1) + (TABLE_SIZE >> 3) + 3;
+        let mut symbols = Box::new([0u8; TABLE_SIZE]);
+        let mut position = 0;
+        for (symbol, &count) in self.counts.iter().enumerate() {
+            for _ in 0..count {
+                symbols[position] = symbol as u8;
+                position = (position + STEP) % TABLE_SIZE;
+            }
+        }
+        symbols
+    }
+}
+
+/// Appends the body (frequencies, bit-stream) coding `symbols` with `frequencies`, which must give every
+/// symbol of `symbols` a nonzero count.
+pub fn encode(symbols: &[u8], frequencies: &Frequencies, out: &mut Vec<u8>) {
+    frequencies.write(out);
+    // Encoding table: for symbol s, `next[start[s] + k - f_s]` is the state after coding s from a state whose
+    // top bits are k, one of f_s values in [f_s, 2 f_s).
+    let spread = frequencies.spread();
+    let mut start = [0u32; 256];
+    let mut cumulative = 0;
+    for (symbol, &count) in frequencies.counts.iter().enumerate() {
+        start[symbol] = cumulative;
+        cumulative += u32::from(count);
+    }
+    let mut next = vec![0u16; TABLE_SIZE];
+    let mut filled = start;
+    for (position, &symbol) in spread.iter().enumerate() {
+        next[filled[usize::from(symbol)] as usize] = (TABLE_SIZE + position) as u16;
+        filled[usize::from(symbol)] += 1;
+    }
+    let transforms: Vec<Transform> = (0..256)
+        .map(|symbol| Transform::new(frequencies.counts[symbol], start[symbol]))
+        .collect();
+    let transforms: &[Transform; 256] = transforms.as_slice().try_into().expect("256 symbols");
+    let next: &[u16; TABLE_SIZE] = next.as_slice().try_into().expect("table size");
+
+    let (first_half, second_half) = symbols.split_at(symbols.len().div_ceil(2));
+    let length_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    encode_sub_stream(first_half, transforms, next, out);
+    let first_len = u32::try_from(out.len() - length_at - 4).expect("sub-streams are under 4 GiB");
+    out[length_at..length_at + 4].copy_from_slice(&first_len.to_le_bytes());
+    encode_sub_stream(second_half, transforms, next, out);
+}
+
+/// Appends one sub-stream: the symbols coded last to first by four states in turn, then the final states and
+/// the end marker.
+fn encode_sub_stream(
+    symbols: &[u8],
+    transforms: &[Transform; 256],
+    next: &[u16; TABLE_SIZE],
+    out: &mut Vec<u8>,
+) {
+    let mut bits = BitWriter::new(out, symbols.len());
+    let mut states = [TABLE_SIZE as u32; STATES];
+    // Symbol i goes to state i % STATES. The ragged end goes first, then whole groups, whose four codings
+    // are independent of one another.
+    let whole = symbols.len() / STATES * STATES;
+    for (index, &symbol) in symbols.iter().enumerate().skip(whole).rev() {
+        transforms[usize::from(symbol)].apply(&mut states[index % STATES], next, &mut bits);
+        bits.flush();
+    }
+    for group in symbols[..whole].chunks_exact(STATES).rev() {
+        let [s0, s1, s2, s3] = &mut states;
+        transforms[usize::from(group[3])].apply(s3, next, &mut bits);
+        transforms[usize::from(group[2])].apply(s2, next, &mut bits);
+        transforms[usize::from(group[1])].apply(s1, next, &mut bits);
+        transforms[usize::from(group[0])].apply(s0, next, &mut bits);
+        bits.flush();
+    }
+    for state in states {
+        bits.put(state - TABLE_SIZE as u32, TABLE_LOG);
+        bits.flush();
+    }
+    bits.put(1, 1);
+    bits.finish();
+}
+
+/// How the encoder codes one symbol.
+#[derive(Clone, Copy, Default)]
+struct Transform {
+    /// `(most << 16) - (f << most)`, where `most = TABLE_LOG - floor(log2 f)`: adding it to a state and
+    /// shifting by 16 gives the bits to emit, `most` or `most - 1` (the trick FSE uses).
+    delta_bits: u32,
+    /// Where the symbol's next states start in the encoding table, minus f.
+    next_offset: i32,
+}
+
+impl Transform {
+    fn new(count: u16, start: u32) -> Transform {
+        if count == 0 {
+            return Transform::default();
+        }
+        let count = u32::from(count);
+        let most = TABLE_LOG - count.ilog2();
+        Transform {
+            delta_bits: (most << 16) - (count << most),
+            next_offset: start as i32 - count as i32,
+        }
+    }
+
+    #[inline(always)]
+    fn apply(self, state: &mut u32, next: &[u16; TABLE_SIZE], bits: &mut BitWriter) {
+        let nb = (*state + self.delta_bits) >> 16;
+        bits.put(*state & ((1 << nb) - 1), nb);
+        let index = (self.next_offset + (*state >> nb) as i32) as usize;
+        *state = u32::from(next[index % TABLE_SIZE]);
+    }
+}
+
+/// LSB-first bit writer into a pre-sized region of `out`.
+struct BitWriter<'a> {
+    out: &'a mut Vec<u8>,
+    start: usize,
+    pos: usize,
+    pending: u64,
+    pending_bits: u32,
+}
+
+impl<'a> BitWriter<'a> {
+    fn new(out: &'a mut Vec<u8>, symbols: usize) -> Self {
+        let start = out.len();
+        // At most TABLE_LOG bits a symbol, plus the states, the end bit and 8 bytes of flush slack.
+        out.resize(
+            start + symbols * TABLE_LOG as usize / 8 + STATES * 2 + 16,
+            0,
+        );
+        BitWriter {
+            out,
+            start,
+            pos: start,
+            pending: 0,
+            pending_bits: 0,
+        }
+    }
+
+    /// Adds `bits` bits; callers flush at least every four symbols (4 x 12 bits plus 7 pending fit in 64).
+    #[inline(always)]
+    fn put(&mut self, value: u32, bits: u32) {
+        self.pending |= u64::from(value) << self.pending_bits;
+        self.pending_bits += bits;
+    }
+
+    /// Writes out the whole bytes of the pending bits.
+    #[inline(always)]
+    fn flush(&mut self) {
+        self.out[self.pos..self.pos + 8].copy_from_slice(&self.pending.to_le_bytes());
+        let whole_bytes = self.pending_bits / 8;
+        self.pos += whole_bytes as usize;
+        self.pending >>= whole_bytes * 8;
+        self.pending_bits %= 8;
+    }
+
+    fn finish(mut self) {
+        self.flush();
+        let end = self.pos + self.pending_bits.div_ceil(8) as usize;
+        debug_assert!(end > self.start);
+        self.out.truncate(end);
+    }
+}
+
+/// Decoding table entry, packed so that one load fetches it: `base | bits << 16 | symbol << 24`. The next
+/// state is `base` plus the next `bits` bits of the stream.
+#[derive(Clone, Copy, Default)]
+struct Entry(u32);
+
+impl Entry {
+    #[inline(always)]
+    fn base(self) -> u32 {
+        self.0 & 0xffff
+    }
+
+    #[inline(always)]
+    fn bits(self) -> u32 {
+        self.0 >> 16 & 0xff
+    }
+
+    #[inline(always)]
+    fn symbol(self) -> u8 {
+        (self.0 >> 24) as u8
+    }
+}
+
+fn decode_table(frequencies: &Frequencies) -> Vec<Entry> {
+    let spread = frequencies.spread();
+    let mut rank = frequencies.counts;
+    spread
+        .iter()
+        .map(|&symbol| {
+            let k = u32::from(rank[usize::from(symbol)]);
+            rank[usize::from(symbol)] += 1;
+            let bits = TABLE_LOG - k.ilog2();
+            let base = (k << bits) - TABLE_SIZE as u32;
+            Entry(base | bits << 16 | u32::from(symbol) << 24)
+        })
+        .collect()
+}
+
+/// Reads a bit-stream backwards from its end: the bits written last come out first.
+struct BackwardReader<'a> {
+    data: &'a [u8],
+    /// Bits of the stream not yet read: positions `0..remaining`.
+    remaining: usize,
+    /// Set when a read wanted bits below the start of the stream (only in corrupt streams).
+    overrun: bool,
+}
+
+impl<'a> BackwardReader<'a> {
+    /// Positions the reader below the end marker (the highest 1 bit of the last byte).
+    fn new(data: &'a [u8]) -> Result<Self, Error> {
+        match data.last() {
+            Some(&last) if last != 0 => {
+                let remaining = (data.len() - 1) * 8 + last.ilog2() as usize;
+                Ok(BackwardReader {
+                    data,
+                    remaining,
+                    overrun: false,
+                })
+            }
+            _ => Err(Error::AnsStream("no end marker")),
+        }
+    }
+
+    /// The `count` (at most `TABLE_LOG`) bits below the read position.
+    #[inline(always)]
+    fn read(&mut self, count: u32) -> u32 {
+        let Some(position) = self.remaining.checked_sub(count as usize) else {
+            return self.overrun();
+        };
+        self.remaining = position;
+        let byte = position / 8;
+        let window = match self.data.get(byte..byte + 8) {
+            Some(bytes) => u64::from_le_bytes(bytes.try_into().expect("8 bytes")),
+            None => self.tail_window(byte),
+        };
+        (window >> (position % 8)) as u32 & ((1u32 << count) - 1)
+    }
+
+    /// A window of the stream for up to four reads: the word holding the 56 to 63 bits below the read
+    /// position, and the read position within it. Needs `remaining >= FAST_GROUP_MIN_BITS`.
+    #[inline(always)]
+    fn window(&self) -> (u64, u32) {
+        let base = (self.remaining - 56) / 8;
+        let window = match self.data.get(base..base + 8) {
+            Some(bytes) => u64::from_le_bytes(bytes.try_into().expect("8 bytes")),
+            None => self.tail_window(base),
+        };
+        (window, (self.remaining - base * 8) as u32)
+    }
+
+    /// Moves the read position to `position` within the last [`BackwardReader::window`].
+    #[inline(always)]
+    fn advance_to(&mut self, position: u32) {
+        self.remaining = (self.remaining - 56) / 8 * 8 + position as usize;
+    }
+
+    #[cold]
+    fn overrun(&mut self) -> u32 {
+        self.overrun = true;
+        self.remaining = 0;
+        0
+    }
+
+    /// The last bytes of the stream, zero-padded to a word.
+    #[cold]
+    fn tail_window(&self, byte: usize) -> u64 {
+        let mut window = [0u8; 8];
+        let rest = self.data.get(byte..).unwrap_or(&[]);
+        window[..rest.len()].copy_from_slice(rest);
+        u64::from_le_bytes(window)
+    }
+}
+
+/// One sub-stream being decoded: its reader and its four states.
+struct SubStream<'a> {
+    reader: BackwardReader<'a>,
+    states: [u32; STATES],
+}
+
+impl<'a> SubStream<'a> {
+    /// Opens a sub-stream and reads its final states (the last written, so the first read).
+    fn new(data: &'a [u8]) -> Result<Self, Error> {
+        let mut reader = BackwardReader::new(data)?;
+        let mut states = [0u32; STATES];
+        for state in states.iter_mut().rev() {
+            *state = reader.read(TABLE_LOG);
+        }
+        Ok(SubStream { reader, states })
+    }
+
+    /// Whether a whole group can take the fast path.
+    #[inline(always)]
+    fn fast_ready(&self) -> bool {
+        self.reader.remaining >= FAST_GROUP_MIN_BITS
+    }
+
+    /// Decodes one group of four symbols from one window of bits. Needs [`SubStream::fast_ready`].
+    #[inline(always)]
+    fn fast_group(&mut self, table: &[Entry; TABLE_SIZE], out: &mut [u8; STATES]) {
+        let (window, mut position) = self.reader.window();
+        // Constant indices let the states live in registers.
+        out[0] = step(table, window, &mut position, &mut self.states[0]);
+        out[1] = step(table, window, &mut position, &mut self.states[1]);
+        out[2] = step(table, window, &mut position, &mut self.states[2]);
+        out[3] = step(table, window, &mut position, &mut self.states[3]);
+        self.reader.advance_to(position);
+    }
+
+    /// Decodes `out` (which continues this sub-stream from a multiple of four symbols), with every check.
+    fn rest(&mut self, table: &[Entry; TABLE_SIZE], out: &mut [u8]) -> Result<(), Error> {
+        for group in out.chunks_mut(STATES) {
+            match <&mut [u8; STATES]>::try_from(&mut *group) {
+                Ok(group) if self.fast_ready() => self.fast_group(table, group),
+                _ => {
+                    for (symbol, state) in group.iter_mut().zip(self.states.iter_mut()) {
+                        let entry = table[*state as usize % TABLE_SIZE];
+                        *state = entry.base() + self.reader.read(entry.bits());
+                        *symbol = entry.symbol();
+                    }
+                }
+            }
+        }
+        if self.reader.overrun || self.reader.remaining != 0 {
+            return Err(Error::AnsStream(
+                "decoding did not consume the stream exactly",
+            ));
+        }
+        if self.states.iter().any(|&state| state != 0) {
+            return Err(Error::AnsStream(
+                "decoding did not end in the initial state",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Decodes one symbol from `state`, reading its bits from `window` below `position`.
+#[inline(always)]
+fn step(table: &[Entry; TABLE_SIZE], window: u64, position: &mut u32, state: &mut u32) -> u8 {
+    let entry = table[*state as usize % TABLE_SIZE];
+    *position -= entry.bits();
+    let bits = (window >> *position) as u32 & ((1u32 << entry.bits()) - 1);
+    *state = entry.base() + bits;
+    entry.symbol()
+}
+
+/// Decodes a body written by [`encode`] into `out` (exactly the original symbol count).
+pub fn decode(body: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    let (frequencies, table_len) = Frequencies::read(body)?;
+    let table = decode_table(&frequencies);
+    let table: &[Entry; TABLE_SIZE] = table.as_slice().try_into().expect("table size");
+    let first_len = take(body, table_len, 4, "tANS sub-stream length")?;
+    let first_len = u32::from_le_bytes(first_len.try_into().expect("4 bytes")) as usize;
+    let first_data = take(body, table_len + 4, first_len, "tANS sub-stream")?;
+    let mut first = SubStream::new(first_data)?;
+    let mut second = SubStream::new(&body[table_len + 4 + first_len..])?;
+
+    let (first_out, second_out) = out.split_at_mut(out.len().div_ceil(2));
+    // Lockstep while both sub-streams have whole groups on the fast path.
+    let lockstep_groups = second_out.len() / STATES;
+    let mut done = 0;
+    for (a, b) in first_out
+        .chunks_exact_mut(STATES)
+        .zip(second_out.chunks_exact_mut(STATES))
+        .take(lockstep_groups)
+    {
+        if !(first.fast_ready() && second.fast_ready()) {
+            break;
+        }
+        first.fast_group(table, a.try_into().expect("groups of STATES"));
+        second.fast_group(table, b.try_into().expect("groups of STATES"));
+        done += STATES;
+    }
+    first.rest(table, &mut first_out[done..])?;
+    second.rest(table, &mut second_out[done..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entropy::histogram;
+    use proptest::prelude::*;
+
+    fn round_trip(symbols: &[u8]) -> Vec<u8> {
+        let frequencies = Frequencies::normalize(&histogram(symbols));
+        let mut body = Vec::new();
+        encode(symbols, &frequencies, &mut body);
+        let mut out = vec![0; symbols.len()];
+        decode(&body, &mut out).unwrap();
+        assert_eq!(out, symbols);
+        body
+    }
+
+    #[test]
+    fn normalised_frequencies_sum_to_the_table_and_keep_rare_symbols() {
+        let mut histogram = [0u32; 256];
+        histogram[0] = 1_000_000;
+        histogram[1..200].fill(1);
+        let frequencies = Frequencies::normalize(&histogram);
+        assert_eq!(
+            frequencies
+                .counts
+                .iter()
+                .map(|&c| u32::from(c))
+                .sum::<u32>(),
+            TABLE_SIZE as u32
+        );
+        assert!(frequencies.counts[1..200].iter().all(|&c| c == 1));
+    }
+
+    #[test]
+    fn codes_skewed_streams_near_their_entropy() {
+        let mut state = 1u64;
+        let symbols: Vec<u8> = (0..200_000)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                // Geometric: each symbol a third as likely as the previous one.
+                let mut u = (state >> 11) as f64 / (1u64 << 53) as f64;
+                let mut symbol = 120;
+                while u > 2.0 / 3.0 && symbol < 140 {
+                    u = (u - 2.0 / 3.0) * 3.0;
+                    symbol += 1;
+                }
+                symbol
+            })
+            .collect();
+        let body = round_trip(&symbols);
+        let entropy = crate::entropy::entropy_bytes(&histogram(&symbols));
+        assert!(
+            (body.len() as f64) < entropy * 1.005 + 64.0,
+            "{} bytes for {entropy:.0} of entropy",
+            body.len()
+        );
+    }
+
+    #[test]
+    fn edge_cases_round_trip() {
+        round_trip(&[3, 4]);
+        round_trip(&[0, 255, 0, 255, 7]);
+        round_trip(&(0..=255).collect::<Vec<u8>>());
+        let mut nearly_constant = vec![9u8; 100_000];
+        nearly_constant[50_000] = 10;
+        round_trip(&nearly_constant);
+    }
+
+    #[test]
+    fn corrupt_streams_are_errors() {
+        let symbols: Vec<u8> = (0..5000u32).map(|i| (i * i % 7) as u8).collect();
+        let body = round_trip(&symbols);
+        let mut out = vec![0; symbols.len()];
+        let mut no_marker = body.clone();
+        *no_marker.last_mut().unwrap() = 0;
+        assert_eq!(
+            decode(&no_marker, &mut out),
+            Err(Error::AnsStream("no end marker"))
+        );
+        let mut bad_sum = body.clone();
+        bad_sum[2] ^= 0x01;
+        assert!(matches!(
+            decode(&bad_sum, &mut out),
+            Err(Error::InvalidTable(_))
+        ));
+        assert!(decode(&body[..body.len() - 3], &mut out).is_err());
+        let mut flipped = body;
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 0x20;
+        assert!(decode(&flipped, &mut out).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn random_streams_round_trip(alphabet in 2u8..=255, len in 0usize..20_000, seed in any::<u64>()) {
+            let mut state = seed | 1;
+            let mut symbols: Vec<u8> = (0..len).map(|_| {
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+                (state.trailing_zeros() as u8).wrapping_mul(13) % alphabet
+            }).collect();
+            symbols.push(alphabet - 1); // At least two distinct symbols.
+            symbols.push(0);
+            round_trip(&symbols);
+        }
+
+        #[test]
+        fn damaged_streams_never_panic(
+            symbols in prop::collection::vec(0u8..6, 2..3000),
+            flips in prop::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+        ) {
+            let mut symbols = symbols;
+            symbols.extend([0, 1]);
+            let frequencies = Frequencies::normalize(&histogram(&symbols));
+            let mut body = Vec::new();
+            encode(&symbols, &frequencies, &mut body);
+            for (at, mask) in flips {
+                let at = at % body.len();
+                body[at] ^= mask.max(1);
+            }
+            let mut out = vec![0; symbols.len()];
+            let _ = decode(&body, &mut out);
+        }
+    }
+}
