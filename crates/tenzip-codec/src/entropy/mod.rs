@@ -83,6 +83,10 @@ pub fn histogram(symbols: &[u8]) -> [u32; 256] {
 
 /// Appends the smallest block coding `symbols` to `out`. Streams must hold fewer than 2^32 symbols.
 pub fn encode_block(symbols: &[u8], out: &mut Vec<u8>) {
+    if looks_incompressible(symbols) {
+        write_block(out, Mode::Raw, |body| body.extend_from_slice(symbols));
+        return;
+    }
     let histogram = histogram(symbols);
     let distinct = histogram.iter().filter(|&&count| count > 0).count();
     if distinct == 1 {
@@ -109,6 +113,27 @@ pub fn encode_block(symbols: &[u8], out: &mut Vec<u8>) {
         }
     }
     write_block(out, Mode::Raw, |body| body.extend_from_slice(symbols));
+}
+
+/// Streams at least this long are first judged on a sample.
+const SAMPLED_STREAM_LEN: usize = 1 << 16;
+/// Every this-many-th symbol is sampled.
+const SAMPLE_STRIDE: usize = 8;
+
+/// Whether a sample of a long stream shows it too close to uniform for any order-0 code to save the 2%
+/// that Huffman must save (low mantissa bits are). Skips the full histogram of such streams, which is a
+/// sizeable share of compression time. A sample of 8K symbols or more estimates the entropy of a byte
+/// stream to within a few thousandths of a bit, far inside the margin.
+fn looks_incompressible(symbols: &[u8]) -> bool {
+    if symbols.len() < SAMPLED_STREAM_LEN {
+        return false;
+    }
+    let mut sample = [0u32; 256];
+    for &symbol in symbols.iter().step_by(SAMPLE_STRIDE) {
+        sample[usize::from(symbol)] += 1;
+    }
+    let sampled = symbols.len().div_ceil(SAMPLE_STRIDE) as f64;
+    entropy_bytes(&sample) * 8.0 / sampled > 7.9
 }
 
 /// The order-0 entropy of a histogram, in bytes.
@@ -304,6 +329,23 @@ mod tests {
         let mut corrupt = block.clone();
         corrupt[8] ^= 0xff;
         let _ = decode_block(&corrupt, &mut out);
+    }
+
+    #[test]
+    fn long_near_uniform_streams_are_stored_without_a_histogram() {
+        let mut state = 3u64;
+        let noise: Vec<u8> = (0..1 << 17)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 56) as u8
+            })
+            .collect();
+        assert!(looks_incompressible(&noise));
+        assert_eq!(round_trip(&noise)[0], Mode::Raw as u8);
+        let skewed: Vec<u8> = noise.iter().map(|&b| b & 0x0f).collect();
+        assert!(!looks_incompressible(&skewed));
     }
 
     #[test]
