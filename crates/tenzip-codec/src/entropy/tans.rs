@@ -324,7 +324,7 @@ impl<'a> BitWriter<'a> {
     }
 }
 
-/// Decoding table entry, packed so that one load fetches it: `base | bits << 16 | symbol << 24`. The next
+/// Decoding table entry, packed so that one load fetches it: `bits | symbol << 8 | base << 16`. The next
 /// state is `base` plus the next `bits` bits of the stream.
 #[derive(Clone, Copy, Default)]
 struct Entry(u32);
@@ -332,17 +332,17 @@ struct Entry(u32);
 impl Entry {
     #[inline(always)]
     fn base(self) -> u32 {
-        self.0 & 0xffff
+        self.0 >> 16
     }
 
     #[inline(always)]
     fn bits(self) -> u32 {
-        self.0 >> 16 & 0xff
+        self.0 & 0xff
     }
 
     #[inline(always)]
     fn symbol(self) -> u8 {
-        (self.0 >> 24) as u8
+        (self.0 >> 8) as u8
     }
 }
 
@@ -356,7 +356,7 @@ fn decode_table(frequencies: &Frequencies) -> Vec<Entry> {
             rank[usize::from(symbol)] += 1;
             let bits = TABLE_LOG - k.ilog2();
             let base = (k << bits) - TABLE_SIZE as u32;
-            Entry(base | bits << 16 | u32::from(symbol) << 24)
+            Entry(bits | u32::from(symbol) << 8 | base << 16)
         })
         .collect()
 }
@@ -499,12 +499,23 @@ impl<'a> SubStream<'a> {
     }
 }
 
+/// `LOW_BITS[n]` masks the low `n` bits: a load is cheaper here than computing the mask.
+const LOW_BITS: [u32; 16] = {
+    let mut masks = [0u32; 16];
+    let mut n = 0;
+    while n < 16 {
+        masks[n] = (1 << n) - 1;
+        n += 1;
+    }
+    masks
+};
+
 /// Decodes one symbol from `state`, reading its bits from `window` below `position`.
 #[inline(always)]
 fn step(table: &[Entry; TABLE_SIZE], window: u64, position: &mut u32, state: &mut u32) -> u8 {
     let entry = table[*state as usize % TABLE_SIZE];
     *position -= entry.bits();
-    let bits = (window >> *position) as u32 & ((1u32 << entry.bits()) - 1);
+    let bits = (window >> *position) as u32 & LOW_BITS[entry.bits() as usize % LOW_BITS.len()];
     *state = entry.base() + bits;
     entry.symbol()
 }
