@@ -1,5 +1,6 @@
 //! What the commands print: a line per file on stderr for people, one JSON document on stdout for scripts.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -156,6 +157,25 @@ struct SegmentJson<'a> {
     ratio: f64,
     layout: &'a str,
     chunks: usize,
+    /// Per stream of the layout: chunks coded in each mode.
+    streams: &'a [BTreeMap<&'static str, usize>],
+}
+
+impl SegmentJson<'_> {
+    /// The most used mode of each stream, joined by `+`: "tans+raw".
+    fn coding(&self) -> String {
+        let dominant = |modes: &BTreeMap<&'static str, usize>| {
+            modes
+                .iter()
+                .max_by_key(|(_, &count)| count)
+                .map_or("-", |(&mode, _)| mode)
+        };
+        self.streams
+            .iter()
+            .map(dominant)
+            .collect::<Vec<_>>()
+            .join("+")
+    }
 }
 
 pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
@@ -163,7 +183,8 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
     let segments: Vec<SegmentJson> = manifest
         .segments
         .iter()
-        .map(|segment| SegmentJson {
+        .zip(&inspection.stream_modes)
+        .map(|(segment, streams)| SegmentJson {
             kind: segment.kind,
             name: segment.name.as_deref(),
             dtype: segment.dtype.as_deref(),
@@ -173,6 +194,7 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
             ratio: ratio(segment.stored_len(), segment.len),
             layout: &segment.layout,
             chunks: segment.chunks.len(),
+            streams,
         })
         .collect();
     let report = InspectJson {
@@ -200,8 +222,8 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
         report.writer
     );
     out += &format!(
-        "{:<48} {:<8} {:<16} {:>10} {:>10} {:>7}  {}\n",
-        "name", "dtype", "shape", "bytes", "stored", "ratio", "layout"
+        "{:<48} {:<8} {:<16} {:>10} {:>10} {:>7}  {:<12} {}\n",
+        "name", "dtype", "shape", "bytes", "stored", "ratio", "layout", "coding"
     );
     for segment in &report.segments {
         let name = segment.name.map_or_else(
@@ -212,14 +234,15 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
             .shape
             .map_or_else(String::new, |shape| format!("{shape:?}"));
         out += &format!(
-            "{:<48} {:<8} {:<16} {:>10} {:>10} {:>6.2}%  {}\n",
+            "{:<48} {:<8} {:<16} {:>10} {:>10} {:>6.2}%  {:<12} {}\n",
             name,
             segment.dtype.unwrap_or("-"),
             shape,
             segment.bytes,
             segment.stored_bytes,
             segment.ratio * 100.0,
-            segment.layout
+            segment.layout,
+            segment.coding(),
         );
     }
     write_stdout(&out);

@@ -40,6 +40,18 @@ pub fn encode_chunk(layout: Layout, values: &[u8], scratch: &mut Scratch, payloa
     }
 }
 
+/// The coding mode of each stream of a coded chunk, in stream order, read from the block headers alone.
+pub fn chunk_modes(layout: Layout, payload: &[u8]) -> Result<Vec<entropy::Mode>, Error> {
+    let mut rest = payload;
+    (0..layout.stream_count())
+        .map(|_| {
+            let (block, used) = Block::parse(rest)?;
+            rest = &rest[used..];
+            Ok(block.mode())
+        })
+        .collect()
+}
+
 /// The most streams any layout has.
 const MAX_STREAMS: usize = 4;
 

@@ -386,7 +386,7 @@ pub fn decompress<W: Write + Send>(
 }
 
 /// A segment as error messages name it.
-fn describe(segment: &Segment) -> String {
+pub(crate) fn describe(segment: &Segment) -> String {
     match &segment.name {
         Some(name) => format!("tensor {name:?}"),
         None => format!("{:?} segment at offset {}", segment.kind, segment.offset).to_lowercase(),

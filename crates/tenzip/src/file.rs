@@ -6,9 +6,12 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use tenzip_container::{Container, Manifest};
+use std::collections::BTreeMap;
 
-use crate::engine::{compress, decompress};
+use tenzip_codec::{chunk_modes, Layout};
+use tenzip_container::{Container, Manifest, Segment};
+
+use crate::engine::{compress, decompress, describe};
 use crate::{CompressOptions, DecompressOptions, Error, ErrorKind, Plan};
 
 /// What an operation did.
@@ -29,6 +32,8 @@ pub struct Inspection {
     pub manifest: Manifest,
     /// The `.tzp` file's length.
     pub container_len: u64,
+    /// Per segment, per stream of its layout: how many chunks coded that stream in each mode.
+    pub stream_modes: Vec<Vec<BTreeMap<&'static str, usize>>>,
 }
 
 /// Compresses `input` into the `.tzp` file `output`.
@@ -89,10 +94,45 @@ pub fn verify_file(input: &Path, options: &DecompressOptions) -> Result<Summary,
 pub fn inspect_file(input: &Path) -> Result<Inspection, Error> {
     let bytes = map(input)?;
     let container = Container::open(&bytes).map_err(|err| Error::new(input, err))?;
+    let stream_modes = container
+        .manifest()
+        .segments
+        .iter()
+        .map(|segment| stream_modes(&container, segment))
+        .collect::<Result<_, _>>()
+        .map_err(|kind| Error::new(input, kind))?;
     Ok(Inspection {
         manifest: container.manifest().clone(),
         container_len: container.len(),
+        stream_modes,
     })
+}
+
+/// How each stream of `segment` was coded, counted over its chunks (from block headers, decoding nothing).
+fn stream_modes(
+    container: &Container,
+    segment: &Segment,
+) -> Result<Vec<BTreeMap<&'static str, usize>>, ErrorKind> {
+    let layout: Layout = segment
+        .layout
+        .parse()
+        .map_err(|_| ErrorKind::UnknownLayout {
+            segment: describe(segment),
+            layout: segment.layout.clone(),
+        })?;
+    let mut counts = vec![BTreeMap::new(); layout.stream_count()];
+    for (index, chunk) in segment.chunks.iter().enumerate() {
+        let modes =
+            chunk_modes(layout, container.payload(chunk)).map_err(|source| ErrorKind::Codec {
+                segment: describe(segment),
+                chunk: index,
+                source,
+            })?;
+        for (count, mode) in counts.iter_mut().zip(modes) {
+            *count.entry(mode.name()).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
 }
 
 fn refuse_existing(output: &Path, overwrite: bool) -> Result<(), Error> {

@@ -43,6 +43,26 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Every mode, in order of its byte.
+    pub const ALL: [Mode; 5] = [
+        Mode::Raw,
+        Mode::Run,
+        Mode::Huffman,
+        Mode::Tans,
+        Mode::Deflate,
+    ];
+
+    /// A short lowercase name, for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Raw => "raw",
+            Mode::Run => "run",
+            Mode::Huffman => "huffman",
+            Mode::Tans => "tans",
+            Mode::Deflate => "deflate",
+        }
+    }
+
     fn from_byte(byte: u8) -> Result<Mode, Error> {
         match byte {
             0 => Ok(Mode::Raw),
@@ -191,6 +211,17 @@ pub enum Block<'a> {
 }
 
 impl<'a> Block<'a> {
+    /// The block's coding mode.
+    pub fn mode(&self) -> Mode {
+        match self {
+            Block::Raw(_) => Mode::Raw,
+            Block::Run(_) => Mode::Run,
+            Block::Huffman(_) => Mode::Huffman,
+            Block::Tans(_) => Mode::Tans,
+            Block::Deflate(_) => Mode::Deflate,
+        }
+    }
+
     /// Parses the block at the front of `input`; returns it and the bytes it took.
     pub fn parse(input: &'a [u8]) -> Result<(Block<'a>, usize), Error> {
         let header = take(input, 0, BLOCK_HEADER_LEN, "stream block header")?;
