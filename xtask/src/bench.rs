@@ -307,12 +307,13 @@ fn json_output(command: &mut Command) -> anyhow::Result<Value> {
 /// The Python that runs the references: `TENZIP_BENCH_PYTHON`, or a venv in `target/bench-venv` that the
 /// harness creates and fills from PyPI (ZipNN pulls in torch: the first run takes a while).
 fn reference_python(zipnn: bool) -> anyhow::Result<PathBuf> {
-    if let Some(python) = std::env::var_os("TENZIP_BENCH_PYTHON") {
+    if let Some(python) = std::env::var_os("TENZIP_BENCH_PYTHON").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(python));
     }
     let venv = root().join("target/bench-venv");
     let python = venv.join("bin/python");
-    let mut packages = vec!["numpy", "zstandard"];
+    // ml-dtypes for ../shared/corpus/measure.py (the order-0 limits).
+    let mut packages = vec!["numpy", "zstandard", "ml-dtypes"];
     if zipnn {
         packages.extend(["zipnn==0.5.4", "torch"]);
     }
@@ -320,7 +321,7 @@ fn reference_python(zipnn: bool) -> anyhow::Result<PathBuf> {
         "import {}",
         packages
             .iter()
-            .map(|p| p.split("==").next().unwrap_or(p))
+            .map(|p| p.split("==").next().unwrap_or(p).replace('-', "_"))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -376,9 +377,9 @@ fn markdown(results: &[FileResult], threads: usize, runs: usize) -> String {
          MB/s of original bytes, medians of {runs} runs, memory to memory; \"1T\" one thread, \"{threads}T\" all threads.\n\n"
     );
     out += &format!(
-        "| file | tenzip | order-0 limit | ZipNN | zstd -3 | tenzip 1T comp / decomp MB/s | ZipNN 1T | zstd -3 1T | tenzip {threads}T | ZipNN {threads}T | tenzip peak RSS MiB (comp / decomp) |\n"
+        "| file | tenzip | order-0 limit | ZipNN | zstd -3 | zstd -19 | tenzip 1T comp / decomp MB/s | ZipNN 1T | zstd -3 1T | tenzip {threads}T | ZipNN {threads}T | tenzip peak RSS MiB (comp / decomp) |\n"
     );
-    out += "|---|---|---|---|---|---|---|---|---|---|---|\n";
+    out += "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     let num = |value: &Value| {
         value
             .as_f64()
@@ -394,13 +395,14 @@ fn markdown(results: &[FileResult], threads: usize, runs: usize) -> String {
     for r in results {
         let zipnn = &r.reference["zipnn"];
         out += &format!(
-            "| {} | {:.4} | {} | {} | {} | {:.0} / {:.0} | {} | {} | {:.0} / {:.0} | {} | {} |\n",
+            "| {} | {:.4} | {} | {} | {} | {} | {:.0} / {:.0} | {} | {} | {:.0} / {:.0} | {} | {} |\n",
             r.file,
             r.tenzip_ratio,
             r.order0_limit_per_tensor
                 .map_or_else(|| "-".to_owned(), |v| format!("{v:.4}")),
             num(&zipnn["1"]["ratio"]),
             num(&r.reference["zstd3"]["ratio"]),
+            num(&r.reference["zstd19"]["ratio"]),
             r.tenzip_1_thread.compress_mbps,
             r.tenzip_1_thread.decompress_mbps,
             speed(&zipnn["1"]),

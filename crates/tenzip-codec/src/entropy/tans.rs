@@ -47,18 +47,25 @@ impl Frequencies {
                 sum += i64::from(*normalized);
             }
         }
-        // Cost in bits of giving symbol `s` one unit more (`delta` = 1) or less (`delta` = -1).
-        let cost = |counts: &[u16; 256], s: usize, delta: i32| -> f64 {
+        // Cost in bits of giving symbol `s` one unit more (`delta` = 1) or less (`delta` = -1); +inf where
+        // the move is not allowed. Kept per symbol and refreshed only for the symbol that moved.
+        let delta = if sum > TABLE_SIZE as i64 { -1 } else { 1 };
+        let cost = |counts: &[u16; 256], s: usize| -> f64 {
+            if histogram[s] == 0 || (delta < 0 && counts[s] <= 1) {
+                return f64::INFINITY;
+            }
             let q = f64::from(counts[s]);
             f64::from(histogram[s]) * (q / (q + f64::from(delta))).log2()
         };
+        let mut costs: Vec<f64> = (0..256).map(|s| cost(&counts, s)).collect();
         while sum != TABLE_SIZE as i64 {
-            let delta = if sum > TABLE_SIZE as i64 { -1 } else { 1 };
-            let best = (0..256)
-                .filter(|&s| histogram[s] > 0 && (delta > 0 || counts[s] > 1))
-                .min_by(|&a, &b| cost(&counts, a, delta).total_cmp(&cost(&counts, b, delta)))
-                .expect("a symbol can always take or give a unit");
+            let (best, _) = costs
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .expect("256 symbols");
             counts[best] = (i32::from(counts[best]) + delta) as u16;
+            costs[best] = cost(&counts, best);
             sum += i64::from(delta);
         }
         Frequencies { counts }
