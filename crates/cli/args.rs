@@ -50,8 +50,11 @@ pub struct CommonArgs {
     #[arg(short = 'f', long)]
     pub force: bool,
     /// Delete each input once its output is written and verified.
-    #[arg(long = "rm")]
+    #[arg(long = "rm", conflicts_with = "keep")]
     pub remove_input: bool,
+    /// Keep the inputs (the default; accepted for zstd compatibility).
+    #[arg(short = 'k', long)]
+    pub keep: bool,
     /// Worker threads (0: one per core).
     #[arg(short = 'T', long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
