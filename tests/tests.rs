@@ -2,6 +2,7 @@
 
 mod cli;
 mod corpus;
+mod extract;
 mod properties;
 mod roundtrip;
 mod util;

@@ -36,6 +36,12 @@ pub enum Command {
     /// Decode .tzp files and check every checksum, writing nothing. Exit 0 if all are intact.
     #[command(after_help = "Example: tenzip verify *.tzp")]
     Verify(VerifyArgs),
+    /// Write single tensors out of a .tzp file, decoding only their chunks.
+    #[command(
+        after_help = "Examples:\n  tenzip extract model.safetensors.tzp lm_head.weight -o out/\n  \
+                            tenzip extract model.safetensors.tzp a.weight b.weight --safetensors part.safetensors"
+    )]
+    Extract(ExtractArgs),
     /// Show what a .tzp file holds: per tensor name, dtype, shape, bytes, stored bytes, ratio and layout.
     #[command(
         after_help = "Example: tenzip inspect --json model.safetensors.tzp | jq '.segments[0]'"
@@ -110,6 +116,24 @@ pub struct VerifyArgs {
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// The .tzp file.
+    pub file: PathBuf,
+    /// Tensors to write.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Folder for the raw tensor files (named after the tensors, '/' replaced by '_'). Default: here.
+    #[arg(short, long, value_name = "DIR", conflicts_with = "safetensors")]
+    pub output: Option<PathBuf>,
+    /// Write one safetensors file holding the named tensors instead of raw files.
+    #[arg(long, value_name = "OUT")]
+    pub safetensors: Option<PathBuf>,
+    /// Overwrite existing files.
+    #[arg(short = 'f', long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

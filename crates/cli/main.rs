@@ -11,7 +11,9 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use tenzip::{CompressOptions, DecompressOptions, Summary};
 
-use args::{Cli, Command, CommonArgs, CompressArgs, DecompressArgs, InspectArgs, VerifyArgs};
+use args::{
+    Cli, Command, CommonArgs, CompressArgs, DecompressArgs, ExtractArgs, InspectArgs, VerifyArgs,
+};
 use report::{Direction, FileReport, Reporter};
 
 const EXIT_FAILED: u8 = 1;
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
         Command::Compress(args) => compress(args),
         Command::Decompress(args) => decompress(args),
         Command::Verify(args) => verify(args),
+        Command::Extract(args) => Ok(extract(args)),
         Command::Inspect(args) => inspect(args),
     };
     match result {
@@ -140,6 +143,36 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         let summary: Summary = tenzip::verify_file(input, &options)?;
         Ok(FileReport::new(input, input, &summary, Direction::Restore))
     }))
+}
+
+fn extract(args: ExtractArgs) -> ExitCode {
+    let written = || -> anyhow::Result<()> {
+        let archive = tenzip::Archive::open(&args.file)?;
+        if let Some(out) = &args.safetensors {
+            let names: Vec<&str> = args.names.iter().map(String::as_str).collect();
+            archive.write_safetensors(&names, out, args.force)?;
+            return Ok(());
+        }
+        let dir = args.output.clone().unwrap_or_else(|| PathBuf::from("."));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        for name in &args.names {
+            // Tensor names often contain '/', which must not reach the file system as a path.
+            let file_name = name.replace(['/', '\\'], "_");
+            if file_name.is_empty() || file_name == "." || file_name == ".." {
+                bail!("tensor name {name:?} cannot be used as a file name");
+            }
+            archive.write_tensor(name, &dir.join(file_name), args.force)?;
+        }
+        Ok(())
+    };
+    match written() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tenzip: {err:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
 }
 
 fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {

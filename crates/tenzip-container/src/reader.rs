@@ -7,19 +7,20 @@ use crate::{
 /// about 150 bytes a chunk, so this allows well over a million chunks.
 pub const MAX_MANIFEST_LEN: usize = 256 << 20;
 
-/// A validated `.tzp` container over its bytes (typically memory-mapped).
+/// A validated `.tzp` container over its bytes: a slice, a vector or a memory map (`B`).
 ///
 /// Opening checks every rule of `FORMAT.md` that can be checked without decoding: afterwards every chunk's
 /// payload lies inside the payload area and every length adds up, so [`Container::payload`] cannot fail.
 #[derive(Debug)]
-pub struct Container<'a> {
-    bytes: &'a [u8],
+pub struct Container<B> {
+    bytes: B,
     manifest: Manifest,
 }
 
-impl<'a> Container<'a> {
+impl<B: AsRef<[u8]>> Container<B> {
     /// Validates the framing and the manifest of the container `bytes`.
-    pub fn open(bytes: &'a [u8]) -> Result<Container<'a>, Error> {
+    pub fn open(storage: B) -> Result<Container<B>, Error> {
+        let bytes = storage.as_ref();
         let len = bytes.len() as u64;
         if len < PREAMBLE_LEN + FOOTER_LEN {
             return Err(Error::TooShort { len });
@@ -58,7 +59,10 @@ impl<'a> Container<'a> {
             .map_err(|err| Error::ManifestDeflate(format!("{:?}", err.status)))?;
         let manifest: Manifest = serde_json::from_slice(&json).map_err(Error::ManifestJson)?;
         validate(&manifest, manifest_offset)?;
-        Ok(Container { bytes, manifest })
+        Ok(Container {
+            bytes: storage,
+            manifest,
+        })
     }
 
     /// The manifest.
@@ -70,18 +74,18 @@ impl<'a> Container<'a> {
     ///
     /// # Panics
     /// If `chunk` does not come from this container's manifest.
-    pub fn payload(&self, chunk: &Chunk) -> &'a [u8] {
-        &self.bytes[chunk.offset as usize..(chunk.offset + chunk.stored) as usize]
+    pub fn payload(&self, chunk: &Chunk) -> &[u8] {
+        &self.bytes.as_ref()[chunk.offset as usize..(chunk.offset + chunk.stored) as usize]
     }
 
     /// Length of the whole container file.
     pub fn len(&self) -> u64 {
-        self.bytes.len() as u64
+        self.bytes.as_ref().len() as u64
     }
 
     /// Whether the container is empty (never true for an opened container).
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.bytes.as_ref().is_empty()
     }
 }
 

@@ -302,8 +302,8 @@ struct DecodeTask<'a> {
 
 /// Decodes `container` into `out`, checking each chunk, each segment and the whole file against the
 /// manifest. On error, what was written to `out` must be discarded.
-pub fn decompress<W: Write + Send>(
-    container: &Container,
+pub fn decompress<B: AsRef<[u8]> + Sync, W: Write + Send>(
+    container: &Container<B>,
     options: &DecompressOptions,
     mut out: W,
 ) -> Result<W, ErrorKind> {
@@ -312,15 +312,7 @@ pub fn decompress<W: Write + Send>(
     let layouts = manifest
         .segments
         .iter()
-        .map(|segment| {
-            segment
-                .layout
-                .parse::<Layout>()
-                .map_err(|_| ErrorKind::UnknownLayout {
-                    segment: describe(segment),
-                    layout: segment.layout.clone(),
-                })
-        })
+        .map(segment_layout)
         .collect::<Result<Vec<_>, _>>()?;
     let tasks: Vec<DecodeTask> = manifest
         .segments
@@ -345,23 +337,9 @@ pub fn decompress<W: Write + Send>(
         pool.as_ref(),
         &tasks,
         |scratch, task: &DecodeTask, slot: &mut Vec<u8>| {
-            slot.resize(task.chunk.len as usize, 0);
             let segment = &manifest.segments[task.segment];
-            decode_chunk(task.layout, container.payload(task.chunk), slot, scratch).map_err(
-                |source| ErrorKind::Codec {
-                    segment: describe(segment),
-                    chunk: task.index,
-                    source,
-                },
-            )?;
-            if xxhash_rust::xxh3::xxh3_64(slot) != task.chunk.xxh3.0 {
-                return Err(ErrorKind::Checksum(format!(
-                    "chunk {} of {}",
-                    task.index,
-                    describe(segment)
-                )));
-            }
-            Ok(())
+            slot.resize(task.chunk.len as usize, 0);
+            decode_checked(container, segment, task.layout, task.index, slot, scratch)
         },
         |batch, slots| {
             for (task, slot) in batch.iter().zip(slots) {
@@ -383,6 +361,43 @@ pub fn decompress<W: Write + Send>(
         ));
     }
     Ok(out)
+}
+
+/// The codec layout a segment names.
+pub(crate) fn segment_layout(segment: &Segment) -> Result<Layout, ErrorKind> {
+    segment
+        .layout
+        .parse()
+        .map_err(|_| ErrorKind::UnknownLayout {
+            segment: describe(segment),
+            layout: segment.layout.clone(),
+        })
+}
+
+/// Decodes chunk `index` of `segment` into `out` (exactly its original length) and checks its checksum.
+pub(crate) fn decode_checked<B: AsRef<[u8]>>(
+    container: &Container<B>,
+    segment: &Segment,
+    layout: Layout,
+    index: usize,
+    out: &mut [u8],
+    scratch: &mut Scratch,
+) -> Result<(), ErrorKind> {
+    let chunk = &segment.chunks[index];
+    decode_chunk(layout, container.payload(chunk), out, scratch).map_err(|source| {
+        ErrorKind::Codec {
+            segment: describe(segment),
+            chunk: index,
+            source,
+        }
+    })?;
+    if xxhash_rust::xxh3::xxh3_64(out) != chunk.xxh3.0 {
+        return Err(ErrorKind::Checksum(format!(
+            "chunk {index} of {}",
+            describe(segment)
+        )));
+    }
+    Ok(())
 }
 
 /// A segment as error messages name it.

@@ -70,6 +70,9 @@ pub enum ErrorKind {
     /// Decoded bytes do not match their recorded checksum.
     #[error("checksum mismatch in {0}: the file is damaged")]
     Checksum(String),
+    /// No tensor of that name is in the file.
+    #[error("no tensor named {0:?}")]
+    NoSuchTensor(String),
     /// The output exists and overwriting was not asked for.
     #[error("already exists (pass -f to overwrite)")]
     OutputExists,

@@ -8,10 +8,11 @@ use std::time::Instant;
 
 use std::collections::BTreeMap;
 
-use tenzip_codec::{chunk_modes, Layout};
+use tenzip_codec::chunk_modes;
 use tenzip_container::{Container, Manifest, Segment};
 
-use crate::engine::{compress, decompress, describe};
+use crate::engine::{compress, decompress, describe, segment_layout};
+use crate::mapped::Input;
 use crate::{CompressOptions, DecompressOptions, Error, ErrorKind, Plan};
 
 /// What an operation did.
@@ -110,16 +111,10 @@ pub fn inspect_file(input: &Path) -> Result<Inspection, Error> {
 
 /// How each stream of `segment` was coded, counted over its chunks (from block headers, decoding nothing).
 fn stream_modes(
-    container: &Container,
+    container: &Container<impl AsRef<[u8]>>,
     segment: &Segment,
 ) -> Result<Vec<BTreeMap<&'static str, usize>>, ErrorKind> {
-    let layout: Layout = segment
-        .layout
-        .parse()
-        .map_err(|_| ErrorKind::UnknownLayout {
-            segment: describe(segment),
-            layout: segment.layout.clone(),
-        })?;
+    let layout = segment_layout(segment)?;
     let mut counts = vec![BTreeMap::new(); layout.stream_count()];
     for (index, chunk) in segment.chunks.iter().enumerate() {
         let modes =
@@ -186,47 +181,14 @@ fn write_atomically(
 }
 
 /// The input's bytes, memory-mapped so that large checkpoints are paged in on demand rather than copied.
-fn map(path: &Path) -> Result<mapped::Input, Error> {
-    mapped::Input::open(path).map_err(|err| Error::new(path, err))
+pub(crate) fn map(path: &Path) -> Result<Input, Error> {
+    Input::open(path).map_err(|err| Error::new(path, err))
 }
 
-#[allow(unsafe_code)]
-mod mapped {
-    use std::fs::File;
-    use std::io;
-    use std::ops::Deref;
-    use std::path::Path;
-
-    /// A read-only view of a whole file.
-    pub(super) enum Input {
-        Mapped(memmap2::Mmap),
-        /// Zero-length files cannot be mapped.
-        Empty,
-    }
-
-    impl Input {
-        pub(super) fn open(path: &Path) -> io::Result<Input> {
-            let file = File::open(path)?;
-            if file.metadata()?.len() == 0 {
-                return Ok(Input::Empty);
-            }
-            // SAFETY: the map is read-only and private to this process. Another process truncating or
-            // rewriting the file while it is mapped could change the bytes under us (or raise SIGBUS); that
-            // is the accepted risk of every mmap-based tool (ripgrep, zstd --mmap). It cannot produce a wrong
-            // restore: compression checksums each chunk as it codes it, and restores check those checksums
-            // and the whole-file hash before an output gets its final name.
-            unsafe { memmap2::Mmap::map(&file) }.map(Input::Mapped)
-        }
-    }
-
-    impl Deref for Input {
-        type Target = [u8];
-
-        fn deref(&self) -> &[u8] {
-            match self {
-                Input::Mapped(map) => map,
-                Input::Empty => &[],
-            }
-        }
-    }
+/// Writes `bytes` to `path` through a temporary file that is synced and then renamed, so that `path` is
+/// either absent or complete. Refuses to replace an existing file unless `overwrite`.
+pub fn write_file_atomically(path: &Path, bytes: &[u8], overwrite: bool) -> Result<(), Error> {
+    refuse_existing(path, overwrite)?;
+    write_atomically(path, path, overwrite, |out| Ok(out.write_all(bytes)?))?;
+    Ok(())
 }

@@ -8,7 +8,8 @@
 //! - the container writer ([`tenzip_container`]) lays out payloads and the manifest.
 //!
 //! Decompression walks the same path backwards and checks every chunk's checksum and the whole file's
-//! BLAKE3 hash before the output gets its final name.
+//! BLAKE3 hash before the output gets its final name. [`Archive`] reads single tensors back, decoding only
+//! their chunks.
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -22,13 +23,19 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod archive;
 mod engine;
 mod error;
 mod file;
+mod mapped;
 mod route;
 
+pub use archive::Archive;
 pub use engine::{compress, decompress, CompressOptions, DecompressOptions};
 pub use error::{Error, ErrorKind};
-pub use file::{compress_file, decompress_file, inspect_file, verify_file, Inspection, Summary};
+pub use file::{
+    compress_file, decompress_file, inspect_file, verify_file, write_file_atomically, Inspection,
+    Summary,
+};
 pub use route::{layout_for, Format, Plan, PlannedSegment};
 pub use tenzip_container::{Container, Manifest, Segment, SegmentKind};
