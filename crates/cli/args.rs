@@ -49,18 +49,9 @@ pub enum Command {
     Inspect(InspectArgs),
 }
 
-/// Flags shared by the commands that write files.
-#[derive(Debug, Default, Args)]
-pub struct CommonArgs {
-    /// Overwrite existing output files.
-    #[arg(short = 'f', long)]
-    pub force: bool,
-    /// Delete each input once its output is written and verified.
-    #[arg(long = "rm", conflicts_with = "keep")]
-    pub remove_input: bool,
-    /// Keep the inputs (the default; accepted for zstd compatibility).
-    #[arg(short = 'k', long)]
-    pub keep: bool,
+/// Flags of every command that codes data.
+#[derive(Debug, Args)]
+pub struct RunArgs {
     /// Worker threads (0: one per core).
     #[arg(short = 'T', long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
@@ -70,6 +61,22 @@ pub struct CommonArgs {
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Flags of the commands that write files.
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// Overwrite existing output files.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Delete each input once its output is written and verified.
+    #[arg(long = "rm", conflicts_with = "keep")]
+    pub remove_input: bool,
+    /// Keep the inputs (the default; accepted for zstd compatibility).
+    #[arg(short = 'k', long)]
+    pub keep: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -87,7 +94,7 @@ pub struct CompressArgs {
     #[arg(long, default_value = "1M", value_parser = parse_size, value_name = "BYTES")]
     pub chunk_size: usize,
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub write: WriteArgs,
 }
 
 #[derive(Debug, Args)]
@@ -99,7 +106,7 @@ pub struct DecompressArgs {
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub write: WriteArgs,
 }
 
 #[derive(Debug, Args)]
@@ -107,15 +114,8 @@ pub struct VerifyArgs {
     /// .tzp files to check.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Worker threads (0: one per core).
-    #[arg(short = 'T', long, default_value_t = 0, value_name = "N")]
-    pub threads: usize,
-    /// Print nothing but errors.
-    #[arg(short, long)]
-    pub quiet: bool,
-    /// Print a JSON summary on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]

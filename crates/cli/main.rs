@@ -12,7 +12,7 @@ use clap::Parser;
 use tenzip::{CompressOptions, DecompressOptions, Summary};
 
 use args::{
-    Cli, Command, CommonArgs, CompressArgs, DecompressArgs, ExtractArgs, InspectArgs, VerifyArgs,
+    Cli, Command, CompressArgs, DecompressArgs, ExtractArgs, InspectArgs, RunArgs, VerifyArgs,
 };
 use report::{Direction, FileReport, Reporter};
 
@@ -40,11 +40,11 @@ fn main() -> ExitCode {
 /// Runs `operation` on each input, reporting each; the exit code is 1 if any failed.
 fn run_each(
     command: &'static str,
-    common: &CommonArgs,
+    run: &RunArgs,
     inputs: &[PathBuf],
     mut operation: impl FnMut(&Path) -> anyhow::Result<FileReport>,
 ) -> ExitCode {
-    let mut reporter = Reporter::new(command, common.quiet, common.json);
+    let mut reporter = Reporter::new(command, run.quiet, run.json);
     for input in inputs {
         match operation(input) {
             Ok(report) => reporter.success(report),
@@ -73,73 +73,75 @@ fn compress(args: CompressArgs) -> anyhow::Result<ExitCode> {
     check_single_output(&args.output, &args.files)?;
     let options = CompressOptions {
         chunk_size: args.chunk_size,
-        threads: args.common.threads,
+        threads: args.write.run.threads,
         generic: args.generic,
-        overwrite: args.common.force,
+        overwrite: args.write.force,
     };
-    Ok(run_each("compress", &args.common, &args.files, |input| {
-        let output = args
-            .output
-            .clone()
-            .unwrap_or_else(|| with_extension_added(input, "tzp"));
-        let summary = tenzip::compress_file(input, &output, &options)?;
-        if args.common.remove_input {
-            let verify = DecompressOptions {
-                threads: args.common.threads,
-                overwrite: false,
-            };
-            tenzip::verify_file(&output, &verify)
-                .context("not removing the input: the output did not verify")?;
-            std::fs::remove_file(input)
-                .with_context(|| format!("cannot remove {}", input.display()))?;
-        }
-        Ok(FileReport::new(
-            input,
-            &output,
-            &summary,
-            Direction::Compress,
-        ))
-    }))
+    Ok(run_each(
+        "compress",
+        &args.write.run,
+        &args.files,
+        |input| {
+            let output = args
+                .output
+                .clone()
+                .unwrap_or_else(|| with_extension_added(input, "tzp"));
+            let summary = tenzip::compress_file(input, &output, &options)?;
+            if args.write.remove_input {
+                let verify = DecompressOptions {
+                    threads: args.write.run.threads,
+                    overwrite: false,
+                };
+                tenzip::verify_file(&output, &verify)
+                    .context("not removing the input: the output did not verify")?;
+                remove_input(input)?;
+            }
+            Ok(FileReport::new(
+                input,
+                &output,
+                &summary,
+                Direction::Compress,
+            ))
+        },
+    ))
 }
 
 fn decompress(args: DecompressArgs) -> anyhow::Result<ExitCode> {
     check_single_output(&args.output, &args.files)?;
     let options = DecompressOptions {
-        threads: args.common.threads,
-        overwrite: args.common.force,
+        threads: args.write.run.threads,
+        overwrite: args.write.force,
     };
-    Ok(run_each("decompress", &args.common, &args.files, |input| {
-        let output = match &args.output {
-            Some(output) => output.clone(),
-            None => without_tzp_extension(input)?,
-        };
-        // The restore is checked against every checksum before it gets its name, so --rm needs no re-read.
-        let summary = tenzip::decompress_file(input, &output, &options)?;
-        if args.common.remove_input {
-            std::fs::remove_file(input)
-                .with_context(|| format!("cannot remove {}", input.display()))?;
-        }
-        Ok(FileReport::new(
-            input,
-            &output,
-            &summary,
-            Direction::Restore,
-        ))
-    }))
+    Ok(run_each(
+        "decompress",
+        &args.write.run,
+        &args.files,
+        |input| {
+            let output = match &args.output {
+                Some(output) => output.clone(),
+                None => without_tzp_extension(input)?,
+            };
+            // The restore is checked against every checksum before it gets its name, so --rm needs no re-read.
+            let summary = tenzip::decompress_file(input, &output, &options)?;
+            if args.write.remove_input {
+                remove_input(input)?;
+            }
+            Ok(FileReport::new(
+                input,
+                &output,
+                &summary,
+                Direction::Restore,
+            ))
+        },
+    ))
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let options = DecompressOptions {
-        threads: args.threads,
+        threads: args.run.threads,
         overwrite: false,
     };
-    let common = CommonArgs {
-        threads: args.threads,
-        quiet: args.quiet,
-        json: args.json,
-        ..CommonArgs::default()
-    };
-    Ok(run_each("verify", &common, &args.files, |input| {
+    Ok(run_each("verify", &args.run, &args.files, |input| {
         let summary: Summary = tenzip::verify_file(input, &options)?;
         Ok(FileReport::new(input, input, &summary, Direction::Restore))
     }))
@@ -191,6 +193,11 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Deletes an input whose output has been written and verified (`--rm`).
+fn remove_input(input: &Path) -> anyhow::Result<()> {
+    std::fs::remove_file(input).with_context(|| format!("cannot remove {}", input.display()))
 }
 
 /// `model.safetensors` -> `model.safetensors.tzp`.
