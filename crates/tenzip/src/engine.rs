@@ -1,16 +1,17 @@
 //! The engine: codes a planned file chunk by chunk, in parallel, into a container, and back.
 //!
-//! Chunks are processed in batches: a batch is coded in parallel into reusable slots, then consumed in
-//! order (written out, hashed) while the workers already code the next batch. Output therefore never
-//! depends on the thread count, and memory stays bounded by two batches, not the file. With one thread the
-//! same code runs on the calling thread with no pool: that serial path is the reference that tests hold
-//! the parallel one to, byte for byte.
+//! Workers code chunks into reusable slots a few chunks ahead of the calling thread, which consumes them
+//! strictly in order (writes them out, hashes them). Output therefore never depends on the thread count,
+//! and memory stays bounded by the chunks in flight, not the file. With one thread the same code runs on
+//! the calling thread with no pool: that serial path is the reference that tests hold the parallel one to,
+//! byte for byte.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::ops::Range;
+use std::sync::mpsc;
 
-use rayon::prelude::*;
 use tenzip_codec::{decode_chunk, encode_chunk, Layout, Scratch};
 use tenzip_container::{Checksum, Chunk, Container, Manifest, Segment, Source, Writer};
 use xxhash_rust::xxh3::Xxh3;
@@ -56,80 +57,81 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
-/// Runs `work` on every (task, slot) pair, on `pool` when there is one, else serially on this thread.
-fn for_each_slot<T: Sync, S: Send>(
+/// Runs `work` on every task into a slot, then `consume` on each task and its slot, in task order.
+///
+/// With a pool, workers run up to `IN_FLIGHT_PER_THREAD` tasks per thread ahead of the consumer, which takes
+/// results as soon as the next one in order is ready: no batch barriers, so a slow chunk holds back only
+/// the chunks behind it, and consuming (writing, hashing) overlaps coding throughout. The consumer is itself
+/// a pool thread that codes chunks while it waits, so `-T N` means N busy threads, not N plus a writer.
+/// Slots are recycled, so memory stays at the in-flight window. Without a pool, everything runs here, one
+/// task after the other: the serial reference.
+fn pipeline<T: Sync, S: Send + Default>(
     pool: Option<&rayon::ThreadPool>,
     tasks: &[T],
-    slots: &mut [S],
-    work: &(impl Fn(&mut Scratch, &T, &mut S) -> Result<(), ErrorKind> + Sync),
+    work: impl Fn(&mut Scratch, &T, &mut S) -> Result<(), ErrorKind> + Sync,
+    mut consume: impl FnMut(&T, &S) -> Result<(), ErrorKind> + Send,
 ) -> Result<(), ErrorKind> {
     let run = |task: &T, slot: &mut S| {
         SCRATCH.with(|scratch| work(&mut scratch.borrow_mut(), task, slot))
     };
-    match pool {
-        Some(_) => tasks
-            .par_iter()
-            .zip(slots.par_iter_mut())
-            .try_for_each(|(t, s)| run(t, s)),
-        None => tasks
-            .iter()
-            .zip(slots.iter_mut())
-            .try_for_each(|(t, s)| run(t, s)),
+    let Some(pool) = pool else {
+        let mut slot = S::default();
+        for task in tasks {
+            run(task, &mut slot)?;
+            consume(task, &slot)?;
+        }
+        return Ok(());
+    };
+    let window = pool.current_num_threads() * IN_FLIGHT_PER_THREAD;
+    let (sender, receiver) = mpsc::channel::<(usize, S, Result<(), ErrorKind>)>();
+    let run = &run;
+    pool.scope(move |scope| {
+        let spawn = |index: usize, mut slot: S| {
+            let sender = sender.clone();
+            scope.spawn(move |_| {
+                let result = run(&tasks[index], &mut slot);
+                // The consumer stops listening only after an error; later results are not needed then.
+                let _ = sender.send((index, slot, result));
+            });
+        };
+        let mut spawned = tasks.len().min(window);
+        (0..spawned).for_each(|index| spawn(index, S::default()));
+        let mut finished: BTreeMap<usize, S> = BTreeMap::new();
+        let mut next = 0;
+        while next < tasks.len() {
+            let (index, slot, result) = next_result(&receiver);
+            result?;
+            finished.insert(index, slot);
+            while let Some(slot) = finished.remove(&next) {
+                consume(&tasks[next], &slot)?;
+                next += 1;
+                if spawned < tasks.len() {
+                    spawn(spawned, slot);
+                    spawned += 1;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Waits for the next result from a worker, coding pending chunks on this thread meanwhile.
+fn next_result<M>(receiver: &mpsc::Receiver<M>) -> M {
+    loop {
+        match receiver.try_recv() {
+            Ok(message) => return message,
+            Err(mpsc::TryRecvError::Empty) => {
+                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    std::thread::yield_now();
+                }
+            }
+            Err(mpsc::TryRecvError::Disconnected) => unreachable!("the consumer holds a sender"),
+        }
     }
 }
 
-/// Processes `tasks` in batches: `work` fills one slot per task (in parallel on `pool`), then `consume` sees
-/// each batch's tasks and slots in order. Consuming batch k overlaps with working on batch k + 1.
-fn pipeline<T: Sync, S: Send + Sync + Default>(
-    pool: Option<&rayon::ThreadPool>,
-    tasks: &[T],
-    work: impl Fn(&mut Scratch, &T, &mut S) -> Result<(), ErrorKind> + Sync,
-    mut consume: impl FnMut(&[T], &[S]) -> Result<(), ErrorKind> + Send,
-) -> Result<(), ErrorKind> {
-    let batch_len = pool.map_or(1, |pool| pool.current_num_threads() * 16);
-    let mut batches = tasks.chunks(batch_len);
-    let new_slots = || {
-        std::iter::repeat_with(S::default)
-            .take(batch_len)
-            .collect::<Vec<S>>()
-    };
-    let Some(mut current) = batches.next() else {
-        return Ok(());
-    };
-    let (mut ready, mut spare) = (new_slots(), new_slots());
-    let Some(pool) = pool else {
-        for_each_slot(None, current, &mut ready, &work)?;
-        consume(current, &ready)?;
-        for batch in batches {
-            for_each_slot(None, batch, &mut ready, &work)?;
-            consume(batch, &ready)?;
-        }
-        return Ok(());
-    };
-    pool.install(|| {
-        for_each_slot(Some(pool), current, &mut ready, &work)?;
-        loop {
-            let next = batches.next();
-            let (consumed, worked) = rayon::join(
-                || consume(current, &ready[..current.len()]),
-                || {
-                    next.map_or(Ok(()), |next| {
-                        for_each_slot(Some(pool), next, &mut spare, &work)
-                    })
-                },
-            );
-            consumed?;
-            worked?;
-            match next {
-                Some(next) => {
-                    current = next;
-                    std::mem::swap(&mut ready, &mut spare);
-                }
-                None => return Ok(()),
-            }
-        }
-    })
-}
+/// Tasks each worker may run ahead of the consumer.
+const IN_FLIGHT_PER_THREAD: usize = 4;
 
 /// A pool for `threads` workers, or `None` for the serial path.
 fn pool(threads: usize) -> Result<Option<rayon::ThreadPool>, ErrorKind> {
@@ -184,19 +186,17 @@ pub fn compress<W: Write + Send>(
             encode_chunk(task.layout, values, scratch, &mut slot.payload);
             Ok(())
         },
-        |batch, slots| {
-            for (task, slot) in batch.iter().zip(slots) {
-                let values = &file[task.range.clone()];
-                let offset = writer.append(&slot.payload)?;
-                segment_chunks[task.segment].push(Chunk {
-                    offset,
-                    stored: slot.payload.len() as u64,
-                    len: values.len() as u64,
-                    xxh3: Checksum(slot.xxh3),
-                });
-                segment_hashes.update(task.segment, values);
-                file_hash.update(values);
-            }
+        |task, slot| {
+            let values = &file[task.range.clone()];
+            let offset = writer.append(&slot.payload)?;
+            segment_chunks[task.segment].push(Chunk {
+                offset,
+                stored: slot.payload.len() as u64,
+                len: values.len() as u64,
+                xxh3: Checksum(slot.xxh3),
+            });
+            segment_hashes.update(task.segment, values);
+            file_hash.update(values);
             Ok(())
         },
     )?;
@@ -341,12 +341,10 @@ pub fn decompress<B: AsRef<[u8]> + Sync, W: Write + Send>(
             slot.resize(task.chunk.len as usize, 0);
             decode_checked(container, segment, task.layout, task.index, slot, scratch)
         },
-        |batch, slots| {
-            for (task, slot) in batch.iter().zip(slots) {
-                out.write_all(slot)?;
-                file_hash.update(slot);
-                segment_hashes.update(task.segment, slot);
-            }
+        |task, slot| {
+            out.write_all(slot)?;
+            file_hash.update(slot);
+            segment_hashes.update(task.segment, slot);
             Ok(())
         },
     )?;
