@@ -2,6 +2,7 @@
 
 mod cli;
 mod corpus;
+mod damage;
 mod extract;
 mod properties;
 mod roundtrip;

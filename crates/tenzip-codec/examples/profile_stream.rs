@@ -1,5 +1,5 @@
 //! Decodes one synthetic exponent stream many times, for `perf record`: `cargo run --release --example
-//! profile_stream -p tenzip-codec`.
+//! profile_stream -p tenzip-codec [ROUNDS]`.
 
 use std::time::Instant;
 
@@ -29,7 +29,10 @@ fn main() {
     );
     let mut out = vec![0; symbols.len()];
     let started = Instant::now();
-    let rounds = 300;
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(300);
     for _ in 0..rounds {
         decode_block(&block, &mut out).unwrap();
     }
