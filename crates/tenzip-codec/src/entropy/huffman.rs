@@ -11,6 +11,7 @@
 //! Code-length table: `first symbol: u8`, `last symbol: u8`, then one nibble per symbol in
 //! `first..=last` (low nibble first), the code length or 0 for an absent symbol.
 
+use super::bits::BitReader;
 use super::take;
 use crate::Error;
 
@@ -314,60 +315,13 @@ fn encode_bits(symbols: &[u8], codes: &[u32; 256], out: &mut Vec<u8>) {
     out.truncate(start + pos);
 }
 
-/// Reads an LSB-first bit-stream. Reading past the end yields zero bits; [`BitReader::consumed_bits`] lets
-/// the caller check afterwards, once, that the stream ended exactly where it should.
-struct BitReader<'a> {
-    data: &'a [u8],
-    /// Next byte of `data` not yet in `bits`.
-    pos: usize,
-    bits: u64,
-    /// Valid bits at the bottom of `bits`; the bits above are zero or copies of the byte at `pos`.
-    available: u32,
-}
-
-impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        BitReader {
-            data,
-            pos: 0,
-            bits: 0,
-            available: 0,
-        }
-    }
-
-    /// Tops `bits` up to at least 56 valid bits with one unaligned load and no per-byte branches.
-    #[inline(always)]
-    fn refill(&mut self) {
-        let word = match self.data.get(self.pos..self.pos + 8) {
-            Some(bytes) => u64::from_le_bytes(bytes.try_into().expect("slice of 8")),
-            None => self.tail_word(),
-        };
-        self.bits |= word << self.available;
-        self.pos += (63 - self.available as usize) >> 3;
-        self.available |= 56;
-    }
-
-    /// The last few bytes of the stream, zero-padded to a word.
-    #[cold]
-    fn tail_word(&self) -> u64 {
-        let mut word = [0u8; 8];
-        let rest = self.data.get(self.pos..).unwrap_or(&[]);
-        word[..rest.len()].copy_from_slice(rest);
-        u64::from_le_bytes(word)
-    }
-
+impl BitReader<'_> {
     /// Decodes one symbol (for the tails of sub-streams).
     #[inline(always)]
     fn decode_one(&mut self, table: &[u16; TABLE_SIZE]) -> u8 {
         let entry = table[(self.bits & TABLE_MASK) as usize];
         self.consume(u32::from(entry >> 8));
         entry as u8
-    }
-
-    #[inline(always)]
-    fn consume(&mut self, bits: u32) {
-        self.bits >>= bits;
-        self.available -= bits;
     }
 
     /// One multi-symbol lookup into `out[*pos..]`, which must have room for 4 bytes.
@@ -378,10 +332,6 @@ impl<'a> BitReader<'a> {
         out[*pos..*pos + 4].copy_from_slice(&entry.to_le_bytes());
         *pos += (entry >> 24 & 3) as usize;
         self.consume(entry >> 26);
-    }
-
-    fn consumed_bits(&self) -> u64 {
-        self.pos as u64 * 8 - u64::from(self.available)
     }
 
     /// A stream is intact when decoding it consumed its last byte but not beyond it.

@@ -21,6 +21,7 @@
 //! The block does not store the symbol count: the caller knows it (one symbol per value of the chunk), and
 //! the decoder checks that the body decodes to exactly that many symbols, consuming exactly its bytes.
 
+mod bits;
 pub mod huffman;
 pub mod tans;
 
