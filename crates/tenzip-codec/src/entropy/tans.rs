@@ -506,11 +506,12 @@ impl<'a> SubStream<'a> {
     }
 }
 
-/// `LOW_BITS[n]` masks the low `n` bits: a load is cheaper here than computing the mask.
-const LOW_BITS: [u32; 16] = {
-    let mut masks = [0u32; 16];
+/// `LOW_BITS[n]` masks the low `n` bits: a load is cheaper here than computing the mask, and 256 entries
+/// let a `u8` index it with no bounds check.
+const LOW_BITS: [u32; 256] = {
+    let mut masks = [0u32; 256];
     let mut n = 0;
-    while n < 16 {
+    while n < 32 {
         masks[n] = (1 << n) - 1;
         n += 1;
     }
@@ -522,7 +523,7 @@ const LOW_BITS: [u32; 16] = {
 fn step(table: &[Entry; TABLE_SIZE], window: u64, position: &mut u32, state: &mut u32) -> u8 {
     let entry = table[*state as usize % TABLE_SIZE];
     *position -= entry.bits();
-    let bits = (window >> *position) as u32 & LOW_BITS[entry.bits() as usize % LOW_BITS.len()];
+    let bits = (window >> *position) as u32 & LOW_BITS[usize::from(entry.bits() as u8)];
     *state = entry.base() + bits;
     entry.symbol()
 }
