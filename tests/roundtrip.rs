@@ -101,3 +101,20 @@ fn generic_mode_stores_any_file() {
         Vec::<u8>::new()
     );
 }
+
+#[test]
+fn progress_counts_every_original_byte() {
+    let fixture = crate::util::fixtures_dir().join("minilm-slice.f32.safetensors");
+    let len = std::fs::metadata(&fixture).unwrap().len();
+    let dir = tempfile::tempdir().unwrap();
+    let packed = dir.path().join("p.tzp");
+    let compress = CompressOptions {
+        chunk_size: 65_536,
+        ..CompressOptions::default()
+    };
+    compress_file(&fixture, &packed, &compress).unwrap();
+    assert_eq!(compress.progress.bytes(), len);
+    let restore = DecompressOptions::default();
+    verify_file(&packed, &restore).unwrap();
+    assert_eq!(restore.progress.bytes(), len);
+}

@@ -40,7 +40,7 @@ pub fn decompress_bytes(container: &[u8], threads: usize) -> Result<Vec<u8>, ten
         &container,
         &DecompressOptions {
             threads,
-            overwrite: false,
+            ..DecompressOptions::default()
         },
         Vec::new(),
     )

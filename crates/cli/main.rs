@@ -2,6 +2,7 @@
 //! Exit codes: 0 success, 1 an operation failed, 2 bad usage.
 
 mod args;
+mod progress;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +77,7 @@ fn compress(args: CompressArgs) -> anyhow::Result<ExitCode> {
         threads: args.write.run.threads,
         generic: args.generic,
         overwrite: args.write.force,
+        ..CompressOptions::default()
     };
     Ok(run_each(
         "compress",
@@ -86,11 +88,18 @@ fn compress(args: CompressArgs) -> anyhow::Result<ExitCode> {
                 .output
                 .clone()
                 .unwrap_or_else(|| with_extension_added(input, "tzp"));
-            let summary = tenzip::compress_file(input, &output, &options)?;
+            let total = std::fs::metadata(input).map_or(0, |m| m.len());
+            let summary = progress::show(&args.write.run, input, total, |progress| {
+                let options = CompressOptions {
+                    progress,
+                    ..options.clone()
+                };
+                tenzip::compress_file(input, &output, &options)
+            })?;
             if args.write.remove_input {
                 let verify = DecompressOptions {
                     threads: args.write.run.threads,
-                    overwrite: false,
+                    ..DecompressOptions::default()
                 };
                 tenzip::verify_file(&output, &verify)
                     .context("not removing the input: the output did not verify")?;
@@ -111,6 +120,7 @@ fn decompress(args: DecompressArgs) -> anyhow::Result<ExitCode> {
     let options = DecompressOptions {
         threads: args.write.run.threads,
         overwrite: args.write.force,
+        ..DecompressOptions::default()
     };
     Ok(run_each(
         "decompress",
@@ -122,7 +132,14 @@ fn decompress(args: DecompressArgs) -> anyhow::Result<ExitCode> {
                 None => without_tzp_extension(input)?,
             };
             // The restore is checked against every checksum before it gets its name, so --rm needs no re-read.
-            let summary = tenzip::decompress_file(input, &output, &options)?;
+            let total = restored_len(input);
+            let summary = progress::show(&args.write.run, input, total, |progress| {
+                let options = DecompressOptions {
+                    progress,
+                    ..options.clone()
+                };
+                tenzip::decompress_file(input, &output, &options)
+            })?;
             if args.write.remove_input {
                 remove_input(input)?;
             }
@@ -139,10 +156,16 @@ fn decompress(args: DecompressArgs) -> anyhow::Result<ExitCode> {
 fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let options = DecompressOptions {
         threads: args.run.threads,
-        overwrite: false,
+        ..DecompressOptions::default()
     };
     Ok(run_each("verify", &args.run, &args.files, |input| {
-        let summary: Summary = tenzip::verify_file(input, &options)?;
+        let summary: Summary = progress::show(&args.run, input, restored_len(input), |progress| {
+            let options = DecompressOptions {
+                progress,
+                ..options.clone()
+            };
+            tenzip::verify_file(input, &options)
+        })?;
         Ok(FileReport::new(input, input, &summary, Direction::Restore))
     }))
 }
@@ -193,6 +216,12 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The size a `.tzp` file restores to, for the progress bar (0 if its manifest cannot be read: the
+/// operation itself then reports why).
+fn restored_len(input: &Path) -> u64 {
+    tenzip::Archive::open(input).map_or(0, |archive| archive.manifest().source.len)
 }
 
 /// Deletes an input whose output has been written and verified (`--rm`).

@@ -192,7 +192,7 @@ fn time_tenzip(file: &[u8], threads: usize, runs: usize) -> anyhow::Result<(f64,
     let container = Container::open(&packed)?;
     let decompress_options = DecompressOptions {
         threads,
-        overwrite: false,
+        ..DecompressOptions::default()
     };
     let mut restored = Vec::with_capacity(file.len());
     let mut decompress_s = Vec::new();

@@ -16,7 +16,7 @@ use tenzip_codec::{decode_chunk, encode_chunk, Layout, Scratch};
 use tenzip_container::{Checksum, Chunk, Container, Manifest, Segment, Source, Writer};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::{ErrorKind, Plan};
+use crate::{ErrorKind, Plan, Progress};
 
 /// Options for compression.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +30,8 @@ pub struct CompressOptions {
     pub generic: bool,
     /// Replace an existing output file.
     pub overwrite: bool,
+    /// Advanced by the original bytes of each chunk as it is written.
+    pub progress: Progress,
 }
 
 impl Default for CompressOptions {
@@ -39,6 +41,7 @@ impl Default for CompressOptions {
             threads: 0,
             generic: false,
             overwrite: false,
+            progress: Progress::default(),
         }
     }
 }
@@ -50,6 +53,8 @@ pub struct DecompressOptions {
     pub threads: usize,
     /// Replace an existing output file.
     pub overwrite: bool,
+    /// Advanced by the original bytes of each chunk as it is restored.
+    pub progress: Progress,
 }
 
 thread_local! {
@@ -197,6 +202,7 @@ pub fn compress<W: Write + Send>(
             });
             segment_hashes.update(task.segment, values);
             file_hash.update(values);
+            options.progress.advance(values.len() as u64);
             Ok(())
         },
     )?;
@@ -345,6 +351,7 @@ pub fn decompress<B: AsRef<[u8]> + Sync, W: Write + Send>(
             out.write_all(slot)?;
             file_hash.update(slot);
             segment_hashes.update(task.segment, slot);
+            options.progress.advance(slot.len() as u64);
             Ok(())
         },
     )?;

@@ -28,6 +28,7 @@ mod engine;
 mod error;
 mod file;
 mod mapped;
+mod progress;
 mod route;
 
 pub use archive::Archive;
@@ -37,5 +38,6 @@ pub use file::{
     compress_file, decompress_file, inspect_file, verify_file, write_file_atomically, Inspection,
     Summary,
 };
+pub use progress::Progress;
 pub use route::{layout_for, Format, Plan, PlannedSegment};
 pub use tenzip_container::{Container, Manifest, Segment, SegmentKind};
