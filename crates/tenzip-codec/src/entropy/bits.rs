@@ -1,4 +1,5 @@
-//! The forward bit reader shared by the Huffman and tANS decoders.
+//! LSB-first bit-streams: the writer shared by the Huffman and tANS encoders, the reader of the Huffman
+//! decoder.
 
 /// Reads an LSB-first bit-stream. Reading past the end yields zero bits; [`BitReader::consumed_bits`] lets
 /// the caller check afterwards, once, that the stream ended exactly where it should.
@@ -54,4 +55,53 @@ impl<'a> BitReader<'a> {
     pub(crate) fn consumed_bits(&self) -> u64 {
         self.pos as u64 * 8 - u64::from(self.available)
     }
+}
+
+/// Writes an LSB-first bit-stream into a region of a vector sized for the worst case, with one unaligned
+/// 8-byte store per flush and no per-byte branches. [`write_bits`] sets it up and trims the region.
+pub(crate) struct BitWriter<'a> {
+    buf: &'a mut [u8],
+    /// Next byte of `buf` to write.
+    pos: usize,
+    /// Bits not yet written, least significant first.
+    pending: u64,
+    pending_bits: u32,
+}
+
+impl BitWriter<'_> {
+    /// Adds the low `bits` bits of `value`. Callers flush before more than 57 bits are pending.
+    #[inline(always)]
+    pub(crate) fn put(&mut self, value: u32, bits: u32) {
+        self.pending |= u64::from(value) << self.pending_bits;
+        self.pending_bits += bits;
+    }
+
+    /// Writes out the whole bytes of the pending bits (the store covers 8 bytes; the ones past the whole
+    /// bytes are rewritten by the next flush).
+    #[inline(always)]
+    pub(crate) fn flush(&mut self) {
+        self.buf[self.pos..self.pos + 8].copy_from_slice(&self.pending.to_le_bytes());
+        let whole_bytes = self.pending_bits / 8;
+        self.pos += whole_bytes as usize;
+        self.pending >>= whole_bytes * 8;
+        self.pending_bits %= 8;
+    }
+}
+
+/// Appends a bit-stream of at most `max_bits` bits to `out`: `write` puts the bits, and the stream ends
+/// padded with zero bits to a whole byte.
+pub(crate) fn write_bits(out: &mut Vec<u8>, max_bits: usize, write: impl FnOnce(&mut BitWriter)) {
+    let start = out.len();
+    // Eight bytes of slack for the word-wide stores of `flush`.
+    out.resize(start + max_bits.div_ceil(8) + 8, 0);
+    let mut writer = BitWriter {
+        buf: &mut out[start..],
+        pos: 0,
+        pending: 0,
+        pending_bits: 0,
+    };
+    write(&mut writer);
+    writer.flush();
+    let len = writer.pos + writer.pending_bits.div_ceil(8) as usize;
+    out.truncate(start + len);
 }

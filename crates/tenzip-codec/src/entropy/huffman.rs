@@ -11,7 +11,7 @@
 //! Code-length table: `first symbol: u8`, `last symbol: u8`, then one nibble per symbol in
 //! `first..=last` (low nibble first), the code length or 0 for an absent symbol.
 
-use super::bits::BitReader;
+use super::bits::{write_bits, BitReader, BitWriter};
 use super::take;
 use crate::Error;
 
@@ -287,32 +287,20 @@ fn limited_lengths(histogram: &[u32; 256]) -> [u8; 256] {
 /// Appends `symbols` as one LSB-first bit-stream, padded to a whole byte.
 fn encode_bits(symbols: &[u8], codes: &[u32; 256], out: &mut Vec<u8>) {
     const SYMBOLS_PER_FLUSH: usize = 4; // 4 codes of <= 11 bits plus <= 7 pending bits fit in 64 bits.
-    let start = out.len();
-    // Worst case: every symbol takes MAX_CODE_LEN bits; the flush writes 8 bytes at a time past the end.
-    out.resize(start + symbols.len() * MAX_CODE_LEN as usize / 8 + 16, 0);
-    let buf = &mut out[start..];
-    let (mut pos, mut pending, mut pending_bits) = (0usize, 0u64, 0u32);
-    let mut flush = |group: &[u8], pos: &mut usize| {
+    let put_group = |bits: &mut BitWriter, group: &[u8]| {
         for &symbol in group {
             let code = codes[usize::from(symbol)];
-            pending |= u64::from(code & 0xffff) << pending_bits;
-            pending_bits += code >> 16;
+            bits.put(code & 0xffff, code >> 16);
         }
-        buf[*pos..*pos + 8].copy_from_slice(&pending.to_le_bytes());
-        let whole_bytes = pending_bits / 8;
-        *pos += whole_bytes as usize;
-        pending >>= whole_bytes * 8;
-        pending_bits %= 8;
+        bits.flush();
     };
-    let mut groups = symbols.chunks_exact(SYMBOLS_PER_FLUSH);
-    for group in &mut groups {
-        flush(group, &mut pos);
-    }
-    flush(groups.remainder(), &mut pos);
-    if pending_bits > 0 {
-        pos += 1; // The last flush already wrote this partial byte.
-    }
-    out.truncate(start + pos);
+    write_bits(out, symbols.len() * MAX_CODE_LEN as usize, |bits| {
+        let mut groups = symbols.chunks_exact(SYMBOLS_PER_FLUSH);
+        for group in &mut groups {
+            put_group(bits, group);
+        }
+        put_group(bits, groups.remainder());
+    });
 }
 
 impl BitReader<'_> {

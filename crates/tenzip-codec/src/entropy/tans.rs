@@ -16,6 +16,7 @@
 //! last byte, reads the states back and then the symbols forwards, reading the stream from its end. An
 //! intact sub-stream is consumed exactly and leaves every state at its initial value.
 
+use super::bits::{write_bits, BitWriter};
 use super::take;
 use crate::Error;
 
@@ -223,21 +224,34 @@ fn encode_sub_stream(
     next: &[u16; TABLE_SIZE],
     out: &mut Vec<u8>,
 ) {
-    let mut bits = BitWriter::new(out, symbols.len());
+    // At most TABLE_LOG bits a symbol, plus the states and the end bit.
+    let max_bits = (symbols.len() + STATES) * TABLE_LOG as usize + 1;
+    write_bits(out, max_bits, |bits| {
+        code_sub_stream(symbols, transforms, next, bits)
+    });
+}
+
+/// Puts the bits of one sub-stream: see [`encode_sub_stream`].
+fn code_sub_stream(
+    symbols: &[u8],
+    transforms: &[Transform; 256],
+    next: &[u16; TABLE_SIZE],
+    bits: &mut BitWriter,
+) {
     let mut states = [TABLE_SIZE as u32; STATES];
     // Symbol i goes to state i % STATES. The ragged end goes first, then whole groups, whose four codings
     // are independent of one another.
     let whole = symbols.len() / STATES * STATES;
     for (index, &symbol) in symbols.iter().enumerate().skip(whole).rev() {
-        transforms[usize::from(symbol)].apply(&mut states[index % STATES], next, &mut bits);
+        transforms[usize::from(symbol)].apply(&mut states[index % STATES], next, bits);
         bits.flush();
     }
     for group in symbols[..whole].chunks_exact(STATES).rev() {
         let [s0, s1, s2, s3] = &mut states;
-        transforms[usize::from(group[3])].apply(s3, next, &mut bits);
-        transforms[usize::from(group[2])].apply(s2, next, &mut bits);
-        transforms[usize::from(group[1])].apply(s1, next, &mut bits);
-        transforms[usize::from(group[0])].apply(s0, next, &mut bits);
+        transforms[usize::from(group[3])].apply(s3, next, bits);
+        transforms[usize::from(group[2])].apply(s2, next, bits);
+        transforms[usize::from(group[1])].apply(s1, next, bits);
+        transforms[usize::from(group[0])].apply(s0, next, bits);
         bits.flush();
     }
     for state in states {
@@ -245,7 +259,6 @@ fn encode_sub_stream(
         bits.flush();
     }
     bits.put(1, 1);
-    bits.finish();
 }
 
 /// How the encoder codes one symbol.
@@ -277,57 +290,6 @@ impl Transform {
         bits.put(*state & ((1 << nb) - 1), nb);
         let index = (self.next_offset + (*state >> nb) as i32) as usize;
         *state = u32::from(next[index % TABLE_SIZE]);
-    }
-}
-
-/// LSB-first bit writer into a pre-sized region of `out`.
-struct BitWriter<'a> {
-    out: &'a mut Vec<u8>,
-    start: usize,
-    pos: usize,
-    pending: u64,
-    pending_bits: u32,
-}
-
-impl<'a> BitWriter<'a> {
-    fn new(out: &'a mut Vec<u8>, symbols: usize) -> Self {
-        let start = out.len();
-        // At most TABLE_LOG bits a symbol, plus the states, the end bit and 8 bytes of flush slack.
-        out.resize(
-            start + symbols * TABLE_LOG as usize / 8 + STATES * 2 + 16,
-            0,
-        );
-        BitWriter {
-            out,
-            start,
-            pos: start,
-            pending: 0,
-            pending_bits: 0,
-        }
-    }
-
-    /// Adds `bits` bits; callers flush at least every four symbols (4 x 12 bits plus 7 pending fit in 64).
-    #[inline(always)]
-    fn put(&mut self, value: u32, bits: u32) {
-        self.pending |= u64::from(value) << self.pending_bits;
-        self.pending_bits += bits;
-    }
-
-    /// Writes out the whole bytes of the pending bits.
-    #[inline(always)]
-    fn flush(&mut self) {
-        self.out[self.pos..self.pos + 8].copy_from_slice(&self.pending.to_le_bytes());
-        let whole_bytes = self.pending_bits / 8;
-        self.pos += whole_bytes as usize;
-        self.pending >>= whole_bytes * 8;
-        self.pending_bits %= 8;
-    }
-
-    fn finish(mut self) {
-        self.flush();
-        let end = self.pos + self.pending_bits.div_ceil(8) as usize;
-        debug_assert!(end > self.start);
-        self.out.truncate(end);
     }
 }
 
