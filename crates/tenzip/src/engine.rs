@@ -135,6 +135,16 @@ fn next_result<M>(receiver: &mpsc::Receiver<M>) -> M {
     }
 }
 
+/// Feeds the whole-file hash. In parallel runs the consumer hashes on a pool thread, so BLAKE3's own
+/// splitting lets idle workers share the hashing; the serial path stays on one thread.
+fn hash_into(hasher: &mut blake3::Hasher, bytes: &[u8], parallel: bool) {
+    if parallel {
+        hasher.update_rayon(bytes);
+    } else {
+        hasher.update(bytes);
+    }
+}
+
 /// Tasks each worker may run ahead of the consumer.
 const IN_FLIGHT_PER_THREAD: usize = 4;
 
@@ -177,6 +187,7 @@ pub fn compress<W: Write + Send>(
     out: W,
 ) -> Result<(W, Manifest), ErrorKind> {
     let pool = pool(options.threads)?;
+    let parallel = pool.is_some();
     let tasks = chunk_tasks(plan, options.chunk_size);
     let mut writer = Writer::new(out)?;
     let mut file_hash = blake3::Hasher::new();
@@ -201,7 +212,7 @@ pub fn compress<W: Write + Send>(
                 xxh3: Checksum(slot.xxh3),
             });
             segment_hashes.update(task.segment, values);
-            file_hash.update(values);
+            hash_into(&mut file_hash, values, parallel);
             options.progress.advance(values.len() as u64);
             Ok(())
         },
@@ -315,6 +326,7 @@ pub fn decompress<B: AsRef<[u8]> + Sync, W: Write + Send>(
 ) -> Result<W, ErrorKind> {
     let manifest = container.manifest();
     let pool = pool(options.threads)?;
+    let parallel = pool.is_some();
     let layouts = manifest
         .segments
         .iter()
@@ -349,7 +361,7 @@ pub fn decompress<B: AsRef<[u8]> + Sync, W: Write + Send>(
         },
         |task, slot| {
             out.write_all(slot)?;
-            file_hash.update(slot);
+            hash_into(&mut file_hash, slot, parallel);
             segment_hashes.update(task.segment, slot);
             options.progress.advance(slot.len() as u64);
             Ok(())
