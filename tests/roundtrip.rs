@@ -2,7 +2,7 @@
 
 use tenzip::{compress_file, decompress_file, verify_file, CompressOptions, DecompressOptions};
 
-use crate::util::{compress_bytes, decompress_bytes, fixtures};
+use crate::util::{compress_bytes, decompress_bytes, decompress_into_bytes, fixtures};
 
 #[test]
 fn every_fixture_round_trips_through_files() {
@@ -49,6 +49,10 @@ fn parallel_output_equals_serial_output_for_any_chunk_size() {
                 assert!(
                     decompress_bytes(&serial, threads).unwrap() == file,
                     "{fixture:?} chunk {chunk_size}"
+                );
+                assert!(
+                    decompress_into_bytes(&serial, threads).unwrap() == file,
+                    "{fixture:?} chunk {chunk_size}, in place"
                 );
             }
         }

@@ -46,6 +46,21 @@ pub fn decompress_bytes(container: &[u8], threads: usize) -> Result<Vec<u8>, ten
     )
 }
 
+/// Restores a container in memory with the parallel, in-place path.
+pub fn decompress_into_bytes(
+    container: &[u8],
+    threads: usize,
+) -> Result<Vec<u8>, tenzip::ErrorKind> {
+    let container = Container::open(container)?;
+    let mut out = vec![0; container.manifest().source.len as usize];
+    let options = DecompressOptions {
+        threads,
+        ..DecompressOptions::default()
+    };
+    tenzip::decompress_into(&container, &options, &mut out)?;
+    Ok(out)
+}
+
 /// Runs the `tenzip` binary in `dir`.
 pub fn tenzip(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tenzip"))

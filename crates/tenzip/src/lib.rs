@@ -32,7 +32,7 @@ mod progress;
 mod route;
 
 pub use archive::Archive;
-pub use engine::{compress, decompress, CompressOptions, DecompressOptions};
+pub use engine::{compress, decompress, decompress_into, CompressOptions, DecompressOptions};
 pub use error::{Error, ErrorKind};
 pub use file::{
     compress_file, decompress_file, inspect_file, verify_file, write_file_atomically, Inspection,
