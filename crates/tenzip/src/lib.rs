@@ -8,8 +8,9 @@
 //! - the container writer ([`tenzip_container`]) lays out payloads and the manifest.
 //!
 //! Decompression walks the same path backwards and checks every chunk's checksum and the whole file's
-//! BLAKE3 hash before the output gets its final name. [`Archive`] reads single tensors back, decoding only
-//! their chunks.
+//! BLAKE3 hash before the output gets its final name. [`decompress_into`] restores into memory, decoding
+//! every chunk in parallel straight into place. [`Archive`] reads single tensors back, decoding only their
+//! chunks.
 //!
 //! ```no_run
 //! use std::path::Path;
