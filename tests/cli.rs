@@ -214,3 +214,67 @@ fn bad_usage_exits_2() {
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("Examples:"));
 }
+
+#[cfg(unix)]
+#[test]
+fn outputs_keep_the_input_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, name) = scratch_with(FIXTURE);
+    let input = dir.path().join(&name);
+    std::fs::set_permissions(&input, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(tenzip(dir.path(), &["compress", "-q", &name])
+        .status
+        .success());
+    let mode = std::fs::metadata(dir.path().join(format!("{name}.tzp")))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+}
+
+/// A real SIGINT in the middle of a long compression: the input stays, and nothing is left behind, neither
+/// under the final name nor under the temporary one.
+#[cfg(unix)]
+#[test]
+fn an_interrupt_leaves_the_input_and_no_output() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    // Sparse: 2 GiB of zeros that take no disk and several seconds to compress.
+    let input = dir.path().join("zeros.bin");
+    std::fs::File::create(&input)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenzip"))
+        .current_dir(dir.path())
+        .args(["compress", "--generic", "-q", "zeros.bin"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !listing(dir.path())
+        .iter()
+        .any(|name| name.ends_with(".partial"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no temporary output appeared"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before it could be interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(listing(dir.path()), ["zeros.bin"]);
+    assert_eq!(std::fs::metadata(&input).unwrap().len(), 2 << 30);
+}

@@ -20,8 +20,17 @@ use report::{Direction, FileReport, Reporter};
 const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
+/// The conventional exit status after SIGINT (128 + 2).
+const EXIT_INTERRUPTED: i32 = 130;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Interrupted mid-file: delete the temporary output, leave the input and every finished output alone.
+    // If the handler cannot be installed, the temporary files are still never under a final name.
+    let _ = ctrlc::set_handler(|| {
+        tenzip::remove_partial_outputs();
+        std::process::exit(EXIT_INTERRUPTED);
+    });
     let result = match cli.command {
         Command::Compress(args) => compress(args),
         Command::Decompress(args) => decompress(args),

@@ -84,7 +84,7 @@ impl Archive {
     /// Writes tensor `name`'s bytes to `path` (atomically); returns the bytes written.
     pub fn write_tensor(&self, name: &str, path: &Path, overwrite: bool) -> Result<u64, Error> {
         let bytes = self.read_tensor(name)?;
-        write_file_atomically(path, &bytes, overwrite)?;
+        write_file_atomically(path, &bytes, overwrite, &self.path)?;
         Ok(bytes.len() as u64)
     }
 
@@ -127,7 +127,7 @@ impl Archive {
             })
             .collect();
         let file = serialize(&data, None, Padding::Align8);
-        write_file_atomically(path, &file, overwrite)?;
+        write_file_atomically(path, &file, overwrite, &self.path)?;
         Ok(file.len() as u64)
     }
 

@@ -3,7 +3,8 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use std::collections::BTreeMap;
@@ -137,8 +138,9 @@ fn refuse_existing(output: &Path, overwrite: bool) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes through `write` into a temporary file beside `output`, syncs it, then renames it to `output`.
-/// Errors from writing name `output`; all others name `input`. Returns the bytes written.
+/// Writes through `write` into a temporary file beside `output`, syncs it, then renames it to `output`,
+/// which gets `input`'s permissions. Errors from writing name `output`; all others name `input`. Returns
+/// the bytes written.
 fn write_atomically(
     input: &Path,
     output: &Path,
@@ -158,6 +160,13 @@ fn write_atomically(
         .suffix(".partial")
         .tempfile_in(dir)
         .map_err(output_error)?;
+    let _registered = PartialOutput::register(temp.path());
+    // Temporary files are created private (0600); the output takes the input's permissions, as zstd's do.
+    if let Ok(metadata) = std::fs::metadata(input) {
+        temp.as_file()
+            .set_permissions(metadata.permissions())
+            .map_err(output_error)?;
+    }
     {
         let mut out = BufWriter::with_capacity(1 << 20, temp.as_file());
         write(&mut out).map_err(|kind| match kind {
@@ -180,15 +189,58 @@ fn write_atomically(
     Ok(written)
 }
 
+/// Outputs being written under their temporary names, for [`remove_partial_outputs`].
+static PARTIAL_OUTPUTS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A temporary output listed in `PARTIAL_OUTPUTS` for as long as this guard lives.
+struct PartialOutput(PathBuf);
+
+impl PartialOutput {
+    fn register(path: &Path) -> PartialOutput {
+        partial_outputs().push(path.to_owned());
+        PartialOutput(path.to_owned())
+    }
+}
+
+impl Drop for PartialOutput {
+    fn drop(&mut self) {
+        partial_outputs().retain(|path| *path != self.0);
+    }
+}
+
+fn partial_outputs() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    // A panic elsewhere while the list was held leaves it usable: it is a plain list of paths.
+    PARTIAL_OUTPUTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Deletes every output this process is still writing under a temporary name. For a Ctrl-C or SIGTERM
+/// handler that is about to exit: normal failures already delete their temporary files, but a process that
+/// exits from a signal handler runs no destructors. Outputs under their final names are never touched.
+pub fn remove_partial_outputs() {
+    for path in partial_outputs().drain(..) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// The input's bytes, memory-mapped so that large checkpoints are paged in on demand rather than copied.
 pub(crate) fn map(path: &Path) -> Result<Input, Error> {
     Input::open(path).map_err(|err| Error::new(path, err))
 }
 
 /// Writes `bytes` to `path` through a temporary file that is synced and then renamed, so that `path` is
-/// either absent or complete. Refuses to replace an existing file unless `overwrite`.
-pub fn write_file_atomically(path: &Path, bytes: &[u8], overwrite: bool) -> Result<(), Error> {
+/// either absent or complete, with the permissions of `permissions_from`. Refuses to replace an existing
+/// file unless `overwrite`.
+pub fn write_file_atomically(
+    path: &Path,
+    bytes: &[u8],
+    overwrite: bool,
+    permissions_from: &Path,
+) -> Result<(), Error> {
     refuse_existing(path, overwrite)?;
-    write_atomically(path, path, overwrite, |out| Ok(out.write_all(bytes)?))?;
+    write_atomically(permissions_from, path, overwrite, |out| {
+        Ok(out.write_all(bytes)?)
+    })?;
     Ok(())
 }

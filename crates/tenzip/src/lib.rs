@@ -36,8 +36,8 @@ pub use archive::Archive;
 pub use engine::{compress, decompress, decompress_into, CompressOptions, DecompressOptions};
 pub use error::{Error, ErrorKind};
 pub use file::{
-    compress_file, decompress_file, inspect_file, verify_file, write_file_atomically, Inspection,
-    Summary,
+    compress_file, decompress_file, inspect_file, remove_partial_outputs, verify_file,
+    write_file_atomically, Inspection, Summary,
 };
 pub use progress::Progress;
 pub use route::{layout_for, Format, Plan, PlannedSegment};
