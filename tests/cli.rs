@@ -274,6 +274,7 @@ fn an_interrupt_leaves_the_input_and_no_output() {
     else {
         eprintln!("skipped: no kill command to send SIGINT with");
         child.kill().unwrap();
+        child.wait().unwrap();
         return;
     };
     assert!(killed.success());
