@@ -15,9 +15,8 @@ use std::sync::mpsc;
 use rayon::prelude::*;
 use tenzip_codec::{decode_chunk, encode_chunk, Layout, Scratch};
 use tenzip_container::{Checksum, Chunk, Container, Manifest, Segment, Source, Writer};
-use xxhash_rust::xxh3::Xxh3;
 
-use crate::{ErrorKind, Plan, Progress};
+use crate::{ErrorKind, Plan, PlannedSegment, Progress};
 
 /// Options for compression.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,7 +192,14 @@ pub fn compress<W: Write + Send>(
     let mut writer = Writer::new(out)?;
     let mut file_hash = blake3::Hasher::new();
     let mut segment_chunks: Vec<Vec<Chunk>> = vec![Vec::new(); plan.segments.len()];
-    let mut segment_hashes = SegmentHashes::new(plan.segments.len());
+    // Per-tensor checksums up front, segments in parallel, so that the ordered consumer below stays light.
+    let segment_checksum = |planned: &PlannedSegment| {
+        Checksum::of(&file[planned.range.start as usize..planned.range.end as usize])
+    };
+    let segment_checksums: Vec<Checksum> = match &pool {
+        Some(pool) => pool.install(|| plan.segments.par_iter().map(segment_checksum).collect()),
+        None => plan.segments.iter().map(segment_checksum).collect(),
+    };
     pipeline(
         pool.as_ref(),
         &tasks,
@@ -212,19 +218,17 @@ pub fn compress<W: Write + Send>(
                 len: values.len() as u64,
                 xxh3: Checksum(slot.xxh3),
             });
-            segment_hashes.update(task.segment, values);
             hash_into(&mut file_hash, values, parallel);
             options.progress.advance(values.len() as u64);
             Ok(())
         },
     )?;
 
-    let segment_hashes = segment_hashes.finish();
     let segments = plan
         .segments
         .iter()
         .zip(segment_chunks)
-        .zip(segment_hashes)
+        .zip(segment_checksums)
         .map(|((planned, chunks), xxh3)| {
             let mut segment = Segment::new(
                 planned.kind,
@@ -267,47 +271,6 @@ fn chunk_tasks(plan: &Plan, chunk_size: usize) -> Vec<ChunkTask> {
         }));
     }
     tasks
-}
-
-/// Per-segment XXH3 of the original bytes, fed chunk by chunk in file order.
-struct SegmentHashes {
-    done: Vec<Checksum>,
-    current: Option<(usize, Xxh3)>,
-}
-
-impl SegmentHashes {
-    fn new(segments: usize) -> Self {
-        SegmentHashes {
-            done: vec![Checksum::of(&[]); segments],
-            current: None,
-        }
-    }
-
-    fn update(&mut self, segment: usize, bytes: &[u8]) {
-        if self
-            .current
-            .as_ref()
-            .is_none_or(|(current, _)| *current != segment)
-        {
-            self.finish_current();
-            self.current = Some((segment, Xxh3::new()));
-        }
-        if let Some((_, hasher)) = &mut self.current {
-            hasher.update(bytes);
-        }
-    }
-
-    fn finish_current(&mut self) {
-        if let Some((segment, hasher)) = self.current.take() {
-            self.done[segment] = Checksum(hasher.digest());
-        }
-    }
-
-    /// Checksums for every segment; segments that got no bytes keep the checksum of nothing.
-    fn finish(mut self) -> Vec<Checksum> {
-        self.finish_current();
-        self.done
-    }
 }
 
 /// A chunk to decode: where it goes and how it was coded.
