@@ -58,7 +58,7 @@ pub struct DecompressOptions {
 }
 
 thread_local! {
-    /// Each worker keeps its codec buffers across chunks and batches.
+    /// Each worker keeps its codec buffers from chunk to chunk.
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
