@@ -263,14 +263,10 @@ mod tests {
 
     #[test]
     fn a_manifest_that_does_not_inflate_is_an_error() {
-        let garbage = [0xffu8; 40];
-        let mut bytes = Writer::new(Vec::new()).unwrap().into_parts_for_test();
-        let offset = bytes.len() as u64;
-        bytes.extend_from_slice(&garbage);
-        bytes.extend_from_slice(&offset.to_le_bytes());
-        bytes.extend_from_slice(&(garbage.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&Checksum::of(&garbage).0.to_le_bytes());
-        bytes.extend_from_slice(&END_MAGIC);
+        let bytes = Writer::new(Vec::new())
+            .unwrap()
+            .finish_with_manifest_bytes(&[0xff; 40])
+            .unwrap();
         assert!(matches!(
             Container::open(&bytes),
             Err(Error::ManifestDeflate(_))
@@ -281,13 +277,10 @@ mod tests {
     fn bad_manifest_json_is_an_error() {
         let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let nested = miniz_oxide::deflate::compress_to_vec(nested.as_bytes(), 6);
-        let mut bytes = Writer::new(Vec::new()).unwrap().into_parts_for_test();
-        let offset = bytes.len() as u64;
-        bytes.extend_from_slice(&nested);
-        bytes.extend_from_slice(&offset.to_le_bytes());
-        bytes.extend_from_slice(&(nested.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&Checksum::of(&nested).0.to_le_bytes());
-        bytes.extend_from_slice(&END_MAGIC);
+        let bytes = Writer::new(Vec::new())
+            .unwrap()
+            .finish_with_manifest_bytes(&nested)
+            .unwrap();
         assert!(matches!(
             Container::open(&bytes),
             Err(Error::ManifestJson(_))

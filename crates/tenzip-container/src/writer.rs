@@ -31,24 +31,23 @@ impl<W: Write> Writer<W> {
 
     /// Writes the manifest and the footer; returns the inner writer (not flushed to disk: that is the
     /// caller's job).
-    pub fn finish(mut self, manifest: &Manifest) -> io::Result<W> {
+    pub fn finish(self, manifest: &Manifest) -> io::Result<W> {
         let json = serde_json::to_vec(manifest).map_err(io::Error::other)?;
         // Chunk tables repeat the same keys thousands of times: DEFLATE shrinks the manifest about sixfold.
-        let json = miniz_oxide::deflate::compress_to_vec(&json, 9);
-        self.inner.write_all(&json)?;
+        self.finish_with_manifest_bytes(&miniz_oxide::deflate::compress_to_vec(&json, 9))
+    }
+
+    /// Writes `manifest` (already deflated) and the footer that frames it. Tests use it directly to frame
+    /// malformed manifests correctly.
+    pub(crate) fn finish_with_manifest_bytes(mut self, manifest: &[u8]) -> io::Result<W> {
+        self.inner.write_all(manifest)?;
         self.inner.write_all(&self.position.to_le_bytes())?;
-        self.inner.write_all(&(json.len() as u64).to_le_bytes())?;
-        self.inner.write_all(&Checksum::of(&json).0.to_le_bytes())?;
+        self.inner
+            .write_all(&(manifest.len() as u64).to_le_bytes())?;
+        self.inner
+            .write_all(&Checksum::of(manifest).0.to_le_bytes())?;
         self.inner.write_all(&END_MAGIC)?;
         self.inner.flush()?;
         Ok(self.inner)
-    }
-}
-
-#[cfg(test)]
-impl Writer<Vec<u8>> {
-    /// The bytes written so far, without a manifest: for building malformed containers in tests.
-    pub(crate) fn into_parts_for_test(self) -> Vec<u8> {
-        self.inner
     }
 }
