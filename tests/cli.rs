@@ -114,19 +114,17 @@ fn inspect_lists_every_tensor() {
     assert_eq!(query["bytes"], 384 * 384 * 2);
     assert_eq!(query["layout"], "bf16-split");
     assert!(query["ratio"].as_f64().unwrap() < 0.8);
-    let streams = query["streams"].as_array().unwrap();
-    assert_eq!(streams.len(), 2, "exponent and sign+mantissa");
-    let coded_chunks: u64 = streams[0]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|n| n.as_u64().unwrap())
-        .sum();
+    assert_eq!(query["route"], "dtype BF16");
+    let codings = query["codings"].as_object().unwrap();
+    let coded_chunks: u64 = codings.values().map(|n| n.as_u64().unwrap()).sum();
     assert_eq!(coded_chunks, query["chunks"].as_u64().unwrap());
-    assert!(
-        streams[0].get("raw").is_none(),
-        "exponents are always entropy-coded: {streams:?}"
-    );
+    for coding in codings.keys() {
+        let (split, modes) = coding.split_once(' ').unwrap();
+        assert_eq!(split, "fields");
+        let modes: Vec<&str> = modes.split('+').collect();
+        assert_eq!(modes.len(), 2, "exponent and sign+mantissa: {coding}");
+        assert_ne!(modes[0], "raw", "exponents are always entropy-coded");
+    }
 
     let table = tenzip(dir.path(), &["inspect", &format!("{name}.tzp")]);
     assert!(String::from_utf8_lossy(&table.stdout)

@@ -7,7 +7,7 @@ use tenzip_types::Dtype;
 
 use crate::util::{compress_bytes, decompress_bytes};
 
-const DTYPES: [Dtype; 7] = [
+const DTYPES: [Dtype; 12] = [
     Dtype::F32,
     Dtype::F16,
     Dtype::BF16,
@@ -15,6 +15,11 @@ const DTYPES: [Dtype; 7] = [
     Dtype::U8,
     Dtype::Bool,
     Dtype::F8E4M3,
+    Dtype::F8E5M2,
+    Dtype::F8E4M3Fnuz,
+    Dtype::F8E5M2Fnuz,
+    Dtype::F8E8M0,
+    Dtype::F4,
 ];
 
 /// A tensor of a random dtype whose bytes are either uniformly random or weight-like (small exponents).
@@ -22,7 +27,8 @@ fn tensor() -> impl Strategy<Value = (Dtype, Vec<u8>)> {
     (0..DTYPES.len(), 0usize..3000, any::<bool>(), any::<u64>()).prop_map(
         |(dtype, count, weight_like, seed)| {
             let dtype = DTYPES[dtype];
-            let size = (dtype.bits() / 8) as usize;
+            // Bytes per value; packed FP4 is drawn a byte (two values) at a time.
+            let size = (dtype.bits() / 8).max(1) as usize;
             let mut state = seed | 1;
             let bytes = (0..count * size)
                 .map(|i| {

@@ -4,6 +4,7 @@ mod cli;
 mod corpus;
 mod damage;
 mod extract;
+mod low_precision;
 mod properties;
 mod roundtrip;
 mod util;

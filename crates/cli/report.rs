@@ -156,25 +156,19 @@ struct SegmentJson<'a> {
     stored_bytes: u64,
     ratio: f64,
     layout: &'a str,
+    route: Option<&'a str>,
     chunks: usize,
-    /// Per stream of the layout: chunks coded in each mode.
-    streams: &'a [BTreeMap<&'static str, usize>],
+    /// Chunks per coding: split and stream modes, `"fields tans+raw"`.
+    codings: &'a BTreeMap<String, usize>,
 }
 
 impl SegmentJson<'_> {
-    /// The most used mode of each stream, joined by `+`: "tans+raw".
-    fn coding(&self) -> String {
-        let dominant = |modes: &BTreeMap<&'static str, usize>| {
-            modes
-                .iter()
-                .max_by_key(|(_, &count)| count)
-                .map_or("-", |(&mode, _)| mode)
-        };
-        self.streams
+    /// The coding most chunks used, e.g. "fields tans+raw".
+    fn coding(&self) -> &str {
+        self.codings
             .iter()
-            .map(dominant)
-            .collect::<Vec<_>>()
-            .join("+")
+            .max_by_key(|(_, &count)| count)
+            .map_or("-", |(coding, _)| coding)
     }
 }
 
@@ -183,8 +177,8 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
     let segments: Vec<SegmentJson> = manifest
         .segments
         .iter()
-        .zip(&inspection.stream_modes)
-        .map(|(segment, streams)| SegmentJson {
+        .zip(&inspection.codings)
+        .map(|(segment, codings)| SegmentJson {
             kind: segment.kind,
             name: segment.name.as_deref(),
             dtype: segment.dtype.as_deref(),
@@ -193,8 +187,9 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
             stored_bytes: segment.stored_len(),
             ratio: ratio(segment.stored_len(), segment.len),
             layout: &segment.layout,
+            route: segment.route.as_deref(),
             chunks: segment.chunks.len(),
-            streams,
+            codings,
         })
         .collect();
     let report = InspectJson {
@@ -222,8 +217,8 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
         report.writer
     );
     out += &format!(
-        "{:<48} {:<8} {:<16} {:>10} {:>10} {:>7}  {:<12} {}\n",
-        "name", "dtype", "shape", "bytes", "stored", "ratio", "layout", "coding"
+        "{:<48} {:<8} {:<16} {:>10} {:>10} {:>7}  {:<11} {:<22} {}\n",
+        "name", "dtype", "shape", "bytes", "stored", "ratio", "layout", "coding", "why"
     );
     for segment in &report.segments {
         let name = segment.name.map_or_else(
@@ -234,7 +229,7 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
             .shape
             .map_or_else(String::new, |shape| format!("{shape:?}"));
         out += &format!(
-            "{:<48} {:<8} {:<16} {:>10} {:>10} {:>6.2}%  {:<12} {}\n",
+            "{:<48} {:<8} {:<16} {:>10} {:>10} {:>6.2}%  {:<11} {:<22} {}\n",
             name,
             segment.dtype.unwrap_or("-"),
             shape,
@@ -243,6 +238,7 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
             segment.ratio * 100.0,
             segment.layout,
             segment.coding(),
+            segment.route.unwrap_or("-"),
         );
     }
     write_stdout(&out);

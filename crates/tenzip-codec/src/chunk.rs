@@ -1,7 +1,7 @@
 //! One chunk: split into field streams, each coded as an [`entropy`](crate::entropy) block.
 
 use crate::entropy::{self, Block};
-use crate::{Error, Layout};
+use crate::{Error, Layout, Split};
 
 /// Buffers reused from chunk to chunk: allocating and first-touching fresh stream buffers for every chunk
 /// costs as much as coding them. Keep one per thread.
@@ -19,7 +19,8 @@ impl Scratch {
     }
 }
 
-/// Codes one chunk of values into `payload` (cleared first): one block per stream of `layout`, in order.
+/// Codes one chunk of values into `payload` (cleared first): for layouts with several splits, one byte
+/// naming the split, then one block per stream of the split, in order.
 ///
 /// # Panics
 /// If `values.len()` is not a multiple of `layout.value_size()`; callers cut chunks on value boundaries.
@@ -30,29 +31,62 @@ pub fn encode_chunk(layout: Layout, values: &[u8], scratch: &mut Scratch, payloa
         "{layout} chunks hold whole values"
     );
     payload.clear();
-    let streams = scratch.streams(layout.stream_count());
-    layout.split(values, streams);
+    let choice = layout.choose_split(values);
+    if layout.splits().len() > 1 {
+        payload.push(choice as u8);
+    }
+    let split = layout.splits()[choice];
+    let streams = scratch.streams(split.stream_count());
+    split.split(values, streams);
     for stream in streams.iter() {
-        match layout {
-            Layout::Bytes => entropy::encode_block_lz(stream, payload),
-            _ => entropy::encode_block(stream, payload),
+        if split.has_repeats() {
+            entropy::encode_block_lz(stream, payload);
+        } else {
+            entropy::encode_block(stream, payload);
         }
     }
 }
 
-/// The coding mode of each stream of a coded chunk, in stream order, read from the block headers alone.
-pub fn chunk_modes(layout: Layout, payload: &[u8]) -> Result<Vec<entropy::Mode>, Error> {
-    let mut rest = payload;
-    (0..layout.stream_count())
+/// How one coded chunk was coded: its split and the mode of each of its streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkCoding {
+    /// The split the chunk used.
+    pub split: Split,
+    /// The coding mode of each stream, in stream order.
+    pub modes: Vec<entropy::Mode>,
+}
+
+/// How a coded chunk was coded, read from its split byte and block headers alone.
+pub fn chunk_coding(layout: Layout, payload: &[u8]) -> Result<ChunkCoding, Error> {
+    let (split, mut rest) = read_split(layout, payload)?;
+    let modes = (0..split.stream_count())
         .map(|_| {
             let (block, used) = Block::parse(rest)?;
             rest = &rest[used..];
             Ok(block.mode())
         })
-        .collect()
+        .collect::<Result<_, Error>>()?;
+    Ok(ChunkCoding { split, modes })
 }
 
-/// The most streams any layout has.
+/// The split a coded chunk names, and the payload after the split byte.
+fn read_split(layout: Layout, payload: &[u8]) -> Result<(Split, &[u8]), Error> {
+    let splits = layout.splits();
+    if splits.len() == 1 {
+        return Ok((splits[0], payload));
+    }
+    let (&index, rest) = payload.split_first().ok_or(Error::Truncated {
+        what: "split byte",
+        needed: 1,
+        available: 0,
+    })?;
+    let split = splits
+        .get(usize::from(index))
+        .ok_or(Error::UnknownSplit { layout, index })?;
+    Ok((*split, rest))
+}
+
+/// The most streams any split has.
 const MAX_STREAMS: usize = 4;
 
 /// Decodes a chunk written by [`encode_chunk`] into `out`, which must be exactly the chunk's original length.
@@ -69,9 +103,9 @@ pub fn decode_chunk(
         });
     }
     let values = out.len() / layout.value_size();
-    let count = layout.stream_count();
+    let (split, mut rest) = read_split(layout, payload)?;
+    let count = split.stream_count();
     let mut blocks = [Block::Run(0); MAX_STREAMS];
-    let mut rest = payload;
     for block in &mut blocks[..count] {
         let (parsed, used) = Block::parse(rest)?;
         *block = parsed;
@@ -99,7 +133,7 @@ pub fn decode_chunk(
             _ => buffer,
         };
     }
-    layout.merge(&streams[..count], out);
+    split.merge(&streams[..count], out);
     Ok(())
 }
 

@@ -51,6 +51,14 @@ pub enum Error {
         /// Bytes per value of the layout.
         value_size: usize,
     },
+    /// A chunk names a split its layout does not have.
+    #[error("chunk names split {index}, which layout {layout} does not have")]
+    UnknownSplit {
+        /// The chunk's layout.
+        layout: crate::Layout,
+        /// The split index the chunk names.
+        index: u8,
+    },
     /// Bytes were left over after the last stream of a chunk.
     #[error("{0} unexpected bytes after the last stream of the chunk")]
     TrailingBytes(usize),

@@ -2,11 +2,18 @@
 //!
 //! Every layout works on the raw integer bits of little-endian values; nothing is ever converted through a
 //! float type, so NaN payloads, infinities, subnormals and negative zero survive untouched.
+//!
+//! A [`Layout`] names the dtype family a tensor was routed as; a [`Split`] is one concrete way of cutting a
+//! chunk into streams. Most layouts have exactly one split. The one-byte layouts (FP8, packed FP4) have two
+//! and pick per chunk: the whole code as one symbol, whose order-0 entropy can never exceed the fields'
+//! sum, or the fields apart, whose smaller alphabets need smaller tables and so win on small chunks.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// How a chunk's bytes are split into separately coded streams.
+use crate::entropy;
+
+/// The dtype family a chunk's values belong to, which decides how they may be split into streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Layout {
@@ -22,11 +29,48 @@ pub enum Layout {
     /// IEEE single `s eeeeeeee m(23)`: the exponent byte, then sign with the top 7 mantissa bits, then the
     /// two low mantissa bytes, as four streams.
     F32,
+    /// FP8 `s eeee mmm` (E4M3, both the OCP and the FNUZ variant): whole codes, or the exponent apart from
+    /// sign with mantissa.
+    F8E4M3,
+    /// FP8 `s eeeee mm` (E5M2, both variants): whole codes, or the exponent apart from sign with mantissa.
+    F8E5M2,
+    /// FP4 E2M1 packed two to a byte, low nibble first (MXFP4 and NVFP4 codes, safetensors `F4`): whole
+    /// bytes, or the low and high nibbles as two streams.
+    F4E2M1,
+}
+
+/// One concrete way of cutting a chunk into streams, each holding one byte per value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Split {
+    /// The bytes as they are, one stream, with dictionary coding tried too (headers, integers).
+    Bytes,
+    /// One-byte codes as one stream of symbols, order-0 coded only (FP8 values, pairs of FP4 values).
+    Codes,
+    /// 16-bit values: bits 14..7 | sign with bits 6..0.
+    Fields16,
+    /// 32-bit values: exponent | sign with mantissa bits 22..16 | bits 15..8 | bits 7..0.
+    Fields32,
+    /// FP8 values: the exponent field | sign with the mantissa.
+    Fp8Fields {
+        /// Width of the mantissa field: 3 for E4M3, 2 for E5M2.
+        mantissa_bits: u32,
+    },
+    /// Packed FP4 pairs: low nibble | high nibble.
+    Nibbles,
 }
 
 impl Layout {
     /// Every layout, in declaration order.
-    pub const ALL: [Layout; 4] = [Layout::Bytes, Layout::Bf16, Layout::F16, Layout::F32];
+    pub const ALL: [Layout; 7] = [
+        Layout::Bytes,
+        Layout::Bf16,
+        Layout::F16,
+        Layout::F32,
+        Layout::F8E4M3,
+        Layout::F8E5M2,
+        Layout::F4E2M1,
+    ];
 
     /// The stable name written into manifests.
     pub fn name(self) -> &'static str {
@@ -35,56 +79,175 @@ impl Layout {
             Layout::Bf16 => "bf16-split",
             Layout::F16 => "f16-split",
             Layout::F32 => "f32-split",
+            Layout::F8E4M3 => "f8-e4m3",
+            Layout::F8E5M2 => "f8-e5m2",
+            Layout::F4E2M1 => "f4-e2m1",
         }
     }
 
     /// Bytes per value. A chunk's length must be a multiple of it.
     pub fn value_size(self) -> usize {
         match self {
-            Layout::Bytes => 1,
+            Layout::Bytes | Layout::F8E4M3 | Layout::F8E5M2 | Layout::F4E2M1 => 1,
             Layout::Bf16 | Layout::F16 => 2,
             Layout::F32 => 4,
+        }
+    }
+
+    /// The splits a chunk of this layout may use. When there are several, each coded chunk starts with
+    /// one byte: the index of its split in this list.
+    pub fn splits(self) -> &'static [Split] {
+        match self {
+            Layout::Bytes => &[Split::Bytes],
+            Layout::Bf16 | Layout::F16 => &[Split::Fields16],
+            Layout::F32 => &[Split::Fields32],
+            Layout::F8E4M3 => &[Split::Codes, Split::Fp8Fields { mantissa_bits: 3 }],
+            Layout::F8E5M2 => &[Split::Codes, Split::Fp8Fields { mantissa_bits: 2 }],
+            Layout::F4E2M1 => &[Split::Codes, Split::Nibbles],
+        }
+    }
+
+    /// The index into [`Layout::splits`] expected to code `values` smallest.
+    ///
+    /// Layouts with a choice are one byte per value, so every split's streams are functions of the byte:
+    /// one histogram of the chunk gives each split's order-0 size plus an estimate of its tables.
+    pub(crate) fn choose_split(self, values: &[u8]) -> usize {
+        let splits = self.splits();
+        if splits.len() == 1 {
+            return 0;
+        }
+        let histogram = entropy::histogram(values);
+        let cost = |split: &Split| -> f64 {
+            let mut fields = [[0u32; 256]; 2];
+            for (byte, &count) in histogram.iter().enumerate() {
+                for (field, symbol) in fields.iter_mut().zip(split.byte_fields(byte as u8)) {
+                    field[usize::from(symbol)] += count;
+                }
+            }
+            fields[..split.stream_count()]
+                .iter()
+                .map(|field| {
+                    let distinct = field.iter().filter(|&&count| count > 0).count();
+                    entropy::entropy_bytes(field) + TABLE_BYTES_PER_SYMBOL * distinct as f64
+                })
+                .sum()
+        };
+        let costs = splits.iter().map(cost);
+        (0..splits.len())
+            .zip(costs)
+            .min_by(|(_, a), (_, b)| a.total_cmp(b))
+            .map_or(0, |(index, _)| index)
+    }
+}
+
+/// What a coded table costs per symbol it holds, roughly, for the split estimate: a Huffman length is a
+/// nibble, a tANS frequency a varint byte or two, and the framing of a block a few bytes more.
+const TABLE_BYTES_PER_SYMBOL: f64 = 1.0;
+
+impl Split {
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Bytes => "bytes",
+            Split::Codes => "codes",
+            Split::Fields16 | Split::Fields32 | Split::Fp8Fields { .. } => "fields",
+            Split::Nibbles => "nibbles",
         }
     }
 
     /// How many streams a chunk is split into. Each stream holds one byte per value.
     pub fn stream_count(self) -> usize {
         match self {
-            Layout::Bytes => 1,
-            Layout::Bf16 | Layout::F16 => 2,
-            Layout::F32 => 4,
+            Split::Bytes | Split::Codes => 1,
+            Split::Fields16 | Split::Fp8Fields { .. } | Split::Nibbles => 2,
+            Split::Fields32 => 4,
+        }
+    }
+
+    /// Whether the streams may repeat strings, so that a dictionary coder is worth trying.
+    pub(crate) fn has_repeats(self) -> bool {
+        self == Split::Bytes
+    }
+
+    /// The stream symbols of one byte-sized value, for the splits of one-byte layouts (the second is
+    /// unused by one-stream splits).
+    fn byte_fields(self, byte: u8) -> [u8; 2] {
+        match self {
+            Split::Fp8Fields { mantissa_bits } => fp8_fields(byte, mantissa_bits),
+            Split::Nibbles => [byte & 0x0f, byte >> 4],
+            _ => [byte, 0],
         }
     }
 
     /// Splits `values` (a whole number of values) into `stream_count()` streams of one byte per value.
     pub(crate) fn split(self, values: &[u8], streams: &mut [Vec<u8>]) {
-        debug_assert_eq!(values.len() % self.value_size(), 0);
-        let count = values.len() / self.value_size();
+        let count = match self {
+            Split::Fields16 => values.len() / 2,
+            Split::Fields32 => values.len() / 4,
+            _ => values.len(),
+        };
         for stream in streams.iter_mut() {
             stream.clear();
             stream.resize(count, 0);
         }
         match (self, streams) {
-            (Layout::Bytes, [bytes]) => bytes.copy_from_slice(values),
-            (Layout::Bf16 | Layout::F16, [high, low]) => split_16(values, high, low),
-            (Layout::F32, [exponent, sign_top, middle, bottom]) => {
+            (Split::Bytes | Split::Codes, [bytes]) => bytes.copy_from_slice(values),
+            (Split::Fields16, [high, low]) => split_16(values, high, low),
+            (Split::Fields32, [exponent, sign_top, middle, bottom]) => {
                 split_32(values, exponent, sign_top, middle, bottom)
             }
-            (layout, streams) => unreachable!("{layout} has {} streams", streams.len()),
+            (Split::Fp8Fields { mantissa_bits }, [exponent, sign_mantissa]) => {
+                for ((&value, exponent), sign_mantissa) in
+                    values.iter().zip(exponent).zip(sign_mantissa)
+                {
+                    [*exponent, *sign_mantissa] = fp8_fields(value, mantissa_bits);
+                }
+            }
+            (Split::Nibbles, [low, high]) => {
+                for ((&value, low), high) in values.iter().zip(low).zip(high) {
+                    *low = value & 0x0f;
+                    *high = value >> 4;
+                }
+            }
+            (split, streams) => unreachable!("{split:?} has {} streams", streams.len()),
         }
     }
 
-    /// Inverse of [`Layout::split`]: writes `out.len() / value_size()` values from the streams.
+    /// Inverse of [`Split::split`]: writes `out.len()` bytes of values from the streams.
     pub(crate) fn merge(self, streams: &[&[u8]], out: &mut [u8]) {
         match (self, streams) {
-            (Layout::Bytes, [bytes]) => out.copy_from_slice(bytes),
-            (Layout::Bf16 | Layout::F16, [high, low]) => merge_16(high, low, out),
-            (Layout::F32, [exponent, sign_top, middle, bottom]) => {
+            (Split::Bytes | Split::Codes, [bytes]) => out.copy_from_slice(bytes),
+            (Split::Fields16, [high, low]) => merge_16(high, low, out),
+            (Split::Fields32, [exponent, sign_top, middle, bottom]) => {
                 merge_32(exponent, sign_top, middle, bottom, out)
             }
-            (layout, streams) => unreachable!("{layout} has {} streams", streams.len()),
+            (Split::Fp8Fields { mantissa_bits }, [exponent, sign_mantissa]) => {
+                let mantissa_mask = (1u8 << mantissa_bits) - 1;
+                for ((value, &exponent), &sign_mantissa) in
+                    out.iter_mut().zip(*exponent).zip(*sign_mantissa)
+                {
+                    *value = (sign_mantissa >> mantissa_bits) << 7
+                        | exponent << mantissa_bits
+                        | (sign_mantissa & mantissa_mask);
+                }
+            }
+            (Split::Nibbles, [low, high]) => {
+                for ((value, &low), &high) in out.iter_mut().zip(*low).zip(*high) {
+                    *value = high << 4 | low;
+                }
+            }
+            (split, streams) => unreachable!("{split:?} has {} streams", streams.len()),
         }
     }
+}
+
+/// An FP8 code `s e..e m..m` as `[exponent, sign << mantissa_bits | mantissa]`.
+fn fp8_fields(value: u8, mantissa_bits: u32) -> [u8; 2] {
+    let mantissa_mask = (1u8 << mantissa_bits) - 1;
+    [
+        (value & 0x7f) >> mantissa_bits,
+        (value >> 7) << mantissa_bits | (value & mantissa_mask),
+    ]
 }
 
 /// 16-bit values: `high` takes bits 14..7, `low` takes the sign (bit 15) as its top bit and bits 6..0.
@@ -161,13 +324,21 @@ impl FromStr for Layout {
 mod tests {
     use super::*;
 
+    /// Every split of `layout` restores `values`.
     fn round_trip(layout: Layout, values: &[u8]) {
-        let mut streams = vec![Vec::new(); layout.stream_count()];
-        layout.split(values, &mut streams);
-        let mut out = vec![0xaa; values.len()];
-        let streams: Vec<&[u8]> = streams.iter().map(Vec::as_slice).collect();
-        layout.merge(&streams, &mut out);
-        assert_eq!(out, values, "{layout}");
+        for &split in layout.splits() {
+            let streams = split_into(split, values);
+            let mut out = vec![0xaa; values.len()];
+            let streams: Vec<&[u8]> = streams.iter().map(Vec::as_slice).collect();
+            split.merge(&streams, &mut out);
+            assert_eq!(out, values, "{layout} {split:?}");
+        }
+    }
+
+    fn split_into(split: Split, values: &[u8]) -> Vec<Vec<u8>> {
+        let mut streams = vec![Vec::new(); split.stream_count()];
+        split.split(values, &mut streams);
+        streams
     }
 
     #[test]
@@ -180,8 +351,7 @@ mod tests {
     #[test]
     fn bf16_high_stream_is_the_exponent() {
         // -1.0 in BF16 is 0xBF80: sign 1, exponent 127, mantissa 0.
-        let mut streams = vec![Vec::new(); 2];
-        Layout::Bf16.split(&0xbf80u16.to_le_bytes(), &mut streams);
+        let streams = split_into(Split::Fields16, &0xbf80u16.to_le_bytes());
         assert_eq!(streams, [vec![127], vec![0x80]]);
     }
 
@@ -202,9 +372,45 @@ mod tests {
         ];
         let values: Vec<u8> = specials.iter().flat_map(|v| v.to_le_bytes()).collect();
         round_trip(Layout::F32, &values);
-        let mut streams = vec![Vec::new(); 4];
-        Layout::F32.split(&0xbf80_0000u32.to_le_bytes(), &mut streams);
+        let streams = split_into(Split::Fields32, &0xbf80_0000u32.to_le_bytes());
         assert_eq!(streams, [vec![127], vec![0x80], vec![0], vec![0]]);
+    }
+
+    #[test]
+    fn every_byte_code_survives_every_split() {
+        let codes: Vec<u8> = (0..=u8::MAX).collect();
+        for layout in [
+            Layout::F8E4M3,
+            Layout::F8E5M2,
+            Layout::F4E2M1,
+            Layout::Bytes,
+        ] {
+            round_trip(layout, &codes);
+        }
+    }
+
+    #[test]
+    fn fp8_fields_are_exponent_and_sign_with_mantissa() {
+        // E4M3 -1.5 is 1 0111 100; E5M2 -1.5 is 1 01111 10.
+        let e4m3 = split_into(Split::Fp8Fields { mantissa_bits: 3 }, &[0b1_0111_100]);
+        assert_eq!(e4m3, [vec![0b0111], vec![0b1_100]]);
+        let e5m2 = split_into(Split::Fp8Fields { mantissa_bits: 2 }, &[0b1_01111_10]);
+        assert_eq!(e5m2, [vec![0b01111], vec![0b1_10]]);
+        assert_eq!(split_into(Split::Nibbles, &[0x7c]), [vec![0xc], vec![0x7]]);
+    }
+
+    #[test]
+    fn small_chunks_take_the_split_with_smaller_tables() {
+        // 64 FP8 values over all 16 exponents and 16 sign+mantissa codes, 64 distinct codes: the two
+        // 16-symbol tables cost less than one of 64 symbols, and the entropies are equal.
+        let small: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37)).collect();
+        assert_eq!(Layout::F8E4M3.choose_split(&small), 1);
+        // A large chunk with exponent and mantissa correlated: the whole code is far smaller.
+        let large: Vec<u8> = (0..100_000u32)
+            .map(|i| [0x38, 0x41, 0xb9, 0xc0][i as usize % 4])
+            .collect();
+        assert_eq!(Layout::F8E4M3.choose_split(&large), 0);
+        assert_eq!(Layout::Bf16.choose_split(&large), 0);
     }
 
     #[test]

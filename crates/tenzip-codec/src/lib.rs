@@ -28,6 +28,6 @@ pub mod entropy;
 mod error;
 mod layout;
 
-pub use chunk::{chunk_modes, decode_chunk, encode_chunk, Scratch};
+pub use chunk::{chunk_coding, decode_chunk, encode_chunk, ChunkCoding, Scratch};
 pub use error::Error;
-pub use layout::Layout;
+pub use layout::{Layout, Split};

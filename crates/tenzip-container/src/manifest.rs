@@ -79,6 +79,9 @@ pub struct Segment {
     pub len: u64,
     /// The codec layout that split the bytes into streams, e.g. `"bf16-split"`.
     pub layout: String,
+    /// Why the writer chose that layout, e.g. `"MXFP4 codes, E8M0 scales in x_scales"`. Informational.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
     /// Checksum of the segment's original bytes.
     pub xxh3: Checksum,
     /// The coded chunks, in order; their lengths add up to `len`.
@@ -86,7 +89,7 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// A segment that is not a tensor. Tensors fill in `name`, `dtype` and `shape` afterwards.
+    /// A segment with no tensor metadata and no route; callers fill those in afterwards.
     pub fn new(
         kind: SegmentKind,
         range: std::ops::Range<u64>,
@@ -102,6 +105,7 @@ impl Segment {
             offset: range.start,
             len: range.end - range.start,
             layout: layout.to_owned(),
+            route: None,
             xxh3,
             chunks,
         }

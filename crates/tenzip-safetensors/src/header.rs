@@ -141,10 +141,7 @@ fn validate_tensor(name: String, raw: RawTensor) -> Result<TensorEntry, Error> {
             dtype: raw.dtype,
         });
     };
-    let elements = raw
-        .shape
-        .iter()
-        .try_fold(1u64, |product, &dim| product.checked_mul(dim));
+    let elements = tenzip_types::element_count(&raw.shape);
     let Some(bits) = elements.and_then(|elements| elements.checked_mul(dtype.bits())) else {
         return Err(Error::ShapeOverflow {
             name,

@@ -29,4 +29,16 @@ impl TensorEntry {
     pub fn byte_len(&self) -> u64 {
         self.range.end - self.range.start
     }
+
+    /// The number of elements the shape holds, or `None` if the product overflows `u64`.
+    pub fn element_count(&self) -> Option<u64> {
+        element_count(&self.shape)
+    }
+}
+
+/// The product of a shape's dimensions (1 for a scalar), or `None` if it overflows `u64`.
+pub fn element_count(shape: &[u64]) -> Option<u64> {
+    shape
+        .iter()
+        .try_fold(1u64, |product, &dim| product.checked_mul(dim))
 }

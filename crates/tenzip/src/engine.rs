@@ -237,6 +237,7 @@ pub fn compress<W: Write + Send>(
                 xxh3,
                 chunks,
             );
+            segment.route = Some(planned.route.clone());
             if let Some(tensor) = &planned.tensor {
                 segment.name = Some(tensor.name.clone());
                 segment.dtype = Some(tensor.dtype.name().to_owned());

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use std::collections::BTreeMap;
 
-use tenzip_codec::chunk_modes;
+use tenzip_codec::chunk_coding;
 use tenzip_container::{Container, Manifest, Segment};
 
 use crate::engine::{compress, decompress, describe, segment_layout};
@@ -34,8 +34,9 @@ pub struct Inspection {
     pub manifest: Manifest,
     /// The `.tzp` file's length.
     pub container_len: u64,
-    /// Per segment, per stream of its layout: how many chunks coded that stream in each mode.
-    pub stream_modes: Vec<Vec<BTreeMap<&'static str, usize>>>,
+    /// Per segment: how many chunks used each coding, keyed by split and stream modes
+    /// (`"fields tans+raw"`).
+    pub codings: Vec<BTreeMap<String, usize>>,
 }
 
 /// Compresses `input` into the `.tzp` file `output`.
@@ -96,37 +97,38 @@ pub fn verify_file(input: &Path, options: &DecompressOptions) -> Result<Summary,
 pub fn inspect_file(input: &Path) -> Result<Inspection, Error> {
     let bytes = map(input)?;
     let container = Container::open(&bytes).map_err(|err| Error::new(input, err))?;
-    let stream_modes = container
+    let codings = container
         .manifest()
         .segments
         .iter()
-        .map(|segment| stream_modes(&container, segment))
+        .map(|segment| segment_codings(&container, segment))
         .collect::<Result<_, _>>()
         .map_err(|kind| Error::new(input, kind))?;
     Ok(Inspection {
         manifest: container.manifest().clone(),
         container_len: container.len(),
-        stream_modes,
+        codings,
     })
 }
 
-/// How each stream of `segment` was coded, counted over its chunks (from block headers, decoding nothing).
-fn stream_modes(
+/// How the chunks of `segment` were coded, counted by coding: "fields tans+raw" => 12 chunks (read from
+/// split bytes and block headers, decoding nothing).
+fn segment_codings(
     container: &Container<impl AsRef<[u8]>>,
     segment: &Segment,
-) -> Result<Vec<BTreeMap<&'static str, usize>>, ErrorKind> {
+) -> Result<BTreeMap<String, usize>, ErrorKind> {
     let layout = segment_layout(segment)?;
-    let mut counts = vec![BTreeMap::new(); layout.stream_count()];
+    let mut counts = BTreeMap::new();
     for (index, chunk) in segment.chunks.iter().enumerate() {
-        let modes =
-            chunk_modes(layout, container.payload(chunk)).map_err(|source| ErrorKind::Codec {
+        let coding =
+            chunk_coding(layout, container.payload(chunk)).map_err(|source| ErrorKind::Codec {
                 segment: describe(segment),
                 chunk: index,
                 source,
             })?;
-        for (count, mode) in counts.iter_mut().zip(modes) {
-            *count.entry(mode.name()).or_insert(0) += 1;
-        }
+        let modes: Vec<&str> = coding.modes.iter().map(|mode| mode.name()).collect();
+        let key = format!("{} {}", coding.split.name(), modes.join("+"));
+        *counts.entry(key).or_insert(0) += 1;
     }
     Ok(counts)
 }
