@@ -32,10 +32,12 @@ pub fn encode_chunk(layout: Layout, values: &[u8], scratch: &mut Scratch, payloa
     );
     payload.clear();
     let choice = layout.choose_split(values);
-    if layout.splits().len() > 1 {
+    if layout.split_count() > 1 {
         payload.push(choice as u8);
     }
-    let split = layout.splits()[choice];
+    let split = layout
+        .split(choice)
+        .expect("choose_split picks an existing split");
     let streams = scratch.streams(split.stream_count());
     split.split(values, streams);
     for stream in streams.iter() {
@@ -71,23 +73,22 @@ pub fn chunk_coding(layout: Layout, payload: &[u8]) -> Result<ChunkCoding, Error
 
 /// The split a coded chunk names, and the payload after the split byte.
 fn read_split(layout: Layout, payload: &[u8]) -> Result<(Split, &[u8]), Error> {
-    let splits = layout.splits();
-    if splits.len() == 1 {
-        return Ok((splits[0], payload));
+    if layout.split_count() == 1 {
+        return Ok((layout.split(0).expect("every layout has a split"), payload));
     }
     let (&index, rest) = payload.split_first().ok_or(Error::Truncated {
         what: "split byte",
         needed: 1,
         available: 0,
     })?;
-    let split = splits
-        .get(usize::from(index))
+    let split = layout
+        .split(usize::from(index))
         .ok_or(Error::UnknownSplit { layout, index })?;
-    Ok((*split, rest))
+    Ok((split, rest))
 }
 
 /// The most streams any split has.
-const MAX_STREAMS: usize = 4;
+const MAX_STREAMS: usize = 8;
 
 /// Decodes a chunk written by [`encode_chunk`] into `out`, which must be exactly the chunk's original length.
 pub fn decode_chunk(
@@ -116,12 +117,13 @@ pub fn decode_chunk(
     }
     // Stored streams are merged straight from the payload; only coded ones go through scratch buffers.
     let buffers = scratch.streams(count);
-    for (block, buffer) in blocks.iter().zip(buffers.iter_mut()) {
+    for (index, (block, buffer)) in blocks.iter().zip(buffers.iter_mut()).enumerate() {
+        let len = split.stream_len(index, values);
         match block {
-            Block::Raw(bytes) if bytes.len() == values => {}
+            Block::Raw(bytes) if bytes.len() == len => {}
             _ => {
                 buffer.clear();
-                buffer.resize(values, 0);
+                buffer.resize(len, 0);
                 block.decode_into(buffer)?;
             }
         }
@@ -185,7 +187,7 @@ mod tests {
     proptest! {
         #[test]
         fn every_layout_round_trips(values in prop::collection::vec(any::<u8>(), 0..4096)) {
-            for layout in Layout::ALL {
+            for layout in Layout::all() {
                 let whole = values.len() / layout.value_size() * layout.value_size();
                 round_trip(layout, &values[..whole]);
             }

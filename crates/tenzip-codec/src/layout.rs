@@ -11,6 +11,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::blocks::{self, BlockFormat};
 use crate::entropy;
 
 /// The dtype family a chunk's values belong to, which decides how they may be split into streams.
@@ -37,6 +38,8 @@ pub enum Layout {
     /// FP4 E2M1 packed two to a byte, low nibble first (MXFP4 and NVFP4 codes, safetensors `F4`): whole
     /// bytes, or the low and high nibbles as two streams.
     F4E2M1,
+    /// Quantized blocks (GGML's Q8_0, Q4_K, ...): each field of the block its own stream.
+    Blocks(&'static BlockFormat),
 }
 
 /// One concrete way of cutting a chunk into streams, each holding one byte per value.
@@ -58,19 +61,26 @@ pub enum Split {
     },
     /// Packed FP4 pairs: low nibble | high nibble.
     Nibbles,
+    /// Quantized blocks: one stream per field, two per f16 scale.
+    Blocks(&'static BlockFormat),
 }
 
 impl Layout {
-    /// Every layout, in declaration order.
-    pub const ALL: [Layout; 7] = [
-        Layout::Bytes,
-        Layout::Bf16,
-        Layout::F16,
-        Layout::F32,
-        Layout::F8E4M3,
-        Layout::F8E5M2,
-        Layout::F4E2M1,
-    ];
+    /// Every layout.
+    pub fn all() -> impl Iterator<Item = Layout> {
+        let scalar = [
+            Layout::Bytes,
+            Layout::Bf16,
+            Layout::F16,
+            Layout::F32,
+            Layout::F8E4M3,
+            Layout::F8E5M2,
+            Layout::F4E2M1,
+        ];
+        scalar
+            .into_iter()
+            .chain(blocks::ALL.into_iter().map(Layout::Blocks))
+    }
 
     /// The stable name written into manifests.
     pub fn name(self) -> &'static str {
@@ -82,6 +92,7 @@ impl Layout {
             Layout::F8E4M3 => "f8-e4m3",
             Layout::F8E5M2 => "f8-e5m2",
             Layout::F4E2M1 => "f4-e2m1",
+            Layout::Blocks(format) => format.name,
         }
     }
 
@@ -91,33 +102,45 @@ impl Layout {
             Layout::Bytes | Layout::F8E4M3 | Layout::F8E5M2 | Layout::F4E2M1 => 1,
             Layout::Bf16 | Layout::F16 => 2,
             Layout::F32 => 4,
+            Layout::Blocks(format) => format.size,
         }
     }
 
-    /// The splits a chunk of this layout may use. When there are several, each coded chunk starts with
-    /// one byte: the index of its split in this list.
-    pub fn splits(self) -> &'static [Split] {
+    /// How many splits a chunk of this layout may choose from. When there are several, each coded chunk
+    /// starts with one byte: the index of its split.
+    pub fn split_count(self) -> usize {
         match self {
-            Layout::Bytes => &[Split::Bytes],
-            Layout::Bf16 | Layout::F16 => &[Split::Fields16],
-            Layout::F32 => &[Split::Fields32],
-            Layout::F8E4M3 => &[Split::Codes, Split::Fp8Fields { mantissa_bits: 3 }],
-            Layout::F8E5M2 => &[Split::Codes, Split::Fp8Fields { mantissa_bits: 2 }],
-            Layout::F4E2M1 => &[Split::Codes, Split::Nibbles],
+            Layout::F8E4M3 | Layout::F8E5M2 | Layout::F4E2M1 => 2,
+            _ => 1,
         }
     }
 
-    /// The index into [`Layout::splits`] expected to code `values` smallest.
+    /// Split number `index` of this layout, if it has that many.
+    pub fn split(self, index: usize) -> Option<Split> {
+        let split = match (self, index) {
+            (Layout::Bytes, 0) => Split::Bytes,
+            (Layout::Bf16 | Layout::F16, 0) => Split::Fields16,
+            (Layout::F32, 0) => Split::Fields32,
+            (Layout::F8E4M3 | Layout::F8E5M2 | Layout::F4E2M1, 0) => Split::Codes,
+            (Layout::F8E4M3, 1) => Split::Fp8Fields { mantissa_bits: 3 },
+            (Layout::F8E5M2, 1) => Split::Fp8Fields { mantissa_bits: 2 },
+            (Layout::F4E2M1, 1) => Split::Nibbles,
+            (Layout::Blocks(format), 0) => Split::Blocks(format),
+            _ => return None,
+        };
+        Some(split)
+    }
+
+    /// The index of the split expected to code `values` smallest.
     ///
     /// Layouts with a choice are one byte per value, so every split's streams are functions of the byte:
     /// one histogram of the chunk gives each split's order-0 size plus an estimate of its tables.
     pub(crate) fn choose_split(self, values: &[u8]) -> usize {
-        let splits = self.splits();
-        if splits.len() == 1 {
+        if self.split_count() == 1 {
             return 0;
         }
         let histogram = entropy::histogram(values);
-        let cost = |split: &Split| -> f64 {
+        let cost = |split: Split| -> f64 {
             let mut fields = [[0u32; 256]; 2];
             for (byte, &count) in histogram.iter().enumerate() {
                 for (field, symbol) in fields.iter_mut().zip(split.byte_fields(byte as u8)) {
@@ -132,9 +155,8 @@ impl Layout {
                 })
                 .sum()
         };
-        let costs = splits.iter().map(cost);
-        (0..splits.len())
-            .zip(costs)
+        (0..self.split_count())
+            .filter_map(|index| Some((index, cost(self.split(index)?))))
             .min_by(|(_, a), (_, b)| a.total_cmp(b))
             .map_or(0, |(index, _)| index)
     }
@@ -150,17 +172,29 @@ impl Split {
         match self {
             Split::Bytes => "bytes",
             Split::Codes => "codes",
-            Split::Fields16 | Split::Fields32 | Split::Fp8Fields { .. } => "fields",
+            Split::Fields16 | Split::Fields32 | Split::Fp8Fields { .. } | Split::Blocks(_) => {
+                "fields"
+            }
             Split::Nibbles => "nibbles",
         }
     }
 
-    /// How many streams a chunk is split into. Each stream holds one byte per value.
+    /// How many streams a chunk is split into.
     pub fn stream_count(self) -> usize {
         match self {
             Split::Bytes | Split::Codes => 1,
             Split::Fields16 | Split::Fp8Fields { .. } | Split::Nibbles => 2,
             Split::Fields32 => 4,
+            Split::Blocks(format) => format.stream_count(),
+        }
+    }
+
+    /// The length of stream `stream` of a chunk of `values` values: one byte per value, except for the
+    /// byte fields of quantized blocks.
+    pub(crate) fn stream_len(self, stream: usize, values: usize) -> usize {
+        match self {
+            Split::Blocks(format) => format.stream_len(stream) * values,
+            _ => values,
         }
     }
 
@@ -184,11 +218,12 @@ impl Split {
         let count = match self {
             Split::Fields16 => values.len() / 2,
             Split::Fields32 => values.len() / 4,
+            Split::Blocks(format) => values.len() / format.size,
             _ => values.len(),
         };
-        for stream in streams.iter_mut() {
+        for (index, stream) in streams.iter_mut().enumerate() {
             stream.clear();
-            stream.resize(count, 0);
+            stream.resize(self.stream_len(index, count), 0);
         }
         match (self, streams) {
             (Split::Bytes | Split::Codes, [bytes]) => bytes.copy_from_slice(values),
@@ -209,6 +244,7 @@ impl Split {
                     *high = value >> 4;
                 }
             }
+            (Split::Blocks(format), streams) => blocks::split(format, values, streams),
             (split, streams) => unreachable!("{split:?} has {} streams", streams.len()),
         }
     }
@@ -236,6 +272,7 @@ impl Split {
                     *value = high << 4 | low;
                 }
             }
+            (Split::Blocks(format), streams) => blocks::merge(format, streams, out),
             (split, streams) => unreachable!("{split:?} has {} streams", streams.len()),
         }
     }
@@ -313,8 +350,7 @@ impl FromStr for Layout {
     type Err = UnknownLayout;
 
     fn from_str(name: &str) -> Result<Layout, UnknownLayout> {
-        Layout::ALL
-            .into_iter()
+        Layout::all()
             .find(|layout| layout.name() == name)
             .ok_or_else(|| UnknownLayout(name.to_owned()))
     }
@@ -326,7 +362,7 @@ mod tests {
 
     /// Every split of `layout` restores `values`.
     fn round_trip(layout: Layout, values: &[u8]) {
-        for &split in layout.splits() {
+        for split in (0..layout.split_count()).filter_map(|index| layout.split(index)) {
             let streams = split_into(split, values);
             let mut out = vec![0xaa; values.len()];
             let streams: Vec<&[u8]> = streams.iter().map(Vec::as_slice).collect();
@@ -391,11 +427,11 @@ mod tests {
 
     #[test]
     fn fp8_fields_are_exponent_and_sign_with_mantissa() {
-        // E4M3 -1.5 is 1 0111 100; E5M2 -1.5 is 1 01111 10.
-        let e4m3 = split_into(Split::Fp8Fields { mantissa_bits: 3 }, &[0b1_0111_100]);
-        assert_eq!(e4m3, [vec![0b0111], vec![0b1_100]]);
-        let e5m2 = split_into(Split::Fp8Fields { mantissa_bits: 2 }, &[0b1_01111_10]);
-        assert_eq!(e5m2, [vec![0b01111], vec![0b1_10]]);
+        // E4M3 -1.5 is sign 1, exponent 0111, mantissa 100; E5M2 -1.5 is 1, 01111, 10.
+        let e4m3 = split_into(Split::Fp8Fields { mantissa_bits: 3 }, &[0b1011_1100]);
+        assert_eq!(e4m3, [vec![0b0111], vec![0b1100]]);
+        let e5m2 = split_into(Split::Fp8Fields { mantissa_bits: 2 }, &[0b1011_1110]);
+        assert_eq!(e5m2, [vec![0b1111], vec![0b110]]);
         assert_eq!(split_into(Split::Nibbles, &[0x7c]), [vec![0xc], vec![0x7]]);
     }
 
@@ -415,7 +451,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for layout in Layout::ALL {
+        for layout in Layout::all() {
             assert_eq!(layout.name().parse(), Ok(layout));
         }
         assert!("zstd".parse::<Layout>().is_err());

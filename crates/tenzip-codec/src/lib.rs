@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod blocks;
 mod chunk;
 pub mod entropy;
 mod error;

@@ -6,8 +6,10 @@
 #![deny(missing_docs)]
 
 mod dtype;
+mod ggml;
 
 pub use dtype::Dtype;
+pub use ggml::GgmlType;
 
 use std::ops::Range;
 

@@ -240,7 +240,7 @@ pub fn compress<W: Write + Send>(
             segment.route = Some(planned.route.clone());
             if let Some(tensor) = &planned.tensor {
                 segment.name = Some(tensor.name.clone());
-                segment.dtype = Some(tensor.dtype.name().to_owned());
+                segment.dtype = Some(tensor.dtype.clone());
                 segment.shape = Some(tensor.shape.clone());
             }
             segment

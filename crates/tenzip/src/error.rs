@@ -41,8 +41,13 @@ pub enum ErrorKind {
     /// The input looks like safetensors but breaks a rule of the format.
     #[error("invalid safetensors file: {0} (pass --generic to store it as opaque bytes)")]
     Safetensors(#[from] tenzip_safetensors::Error),
+    /// The input looks like GGUF but its header cannot be read.
+    #[error("invalid GGUF file: {0} (pass --generic to store it as opaque bytes)")]
+    Gguf(#[from] tenzip_gguf::Error),
     /// The input is in no format tenzip reads.
-    #[error("not a safetensors file (pass --generic to store any file as opaque bytes)")]
+    #[error(
+        "neither a safetensors nor a GGUF file (pass --generic to store any file as opaque bytes)"
+    )]
     UnknownFormat,
     /// The `.tzp` file's framing or manifest is invalid.
     #[error("{0}")]

@@ -40,5 +40,5 @@ pub use file::{
     write_file_atomically, Inspection, Summary,
 };
 pub use progress::Progress;
-pub use route::{layout_for, Format, Plan, PlannedSegment};
+pub use route::{layout_for, route_tensors, Format, Plan, PlannedSegment, PlannedTensor};
 pub use tenzip_container::{Container, Manifest, Segment, SegmentKind};

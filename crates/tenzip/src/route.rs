@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use tenzip_codec::Layout;
+use tenzip_codec::{blocks, Layout};
 use tenzip_container::SegmentKind;
-use tenzip_types::{Dtype, TensorEntry};
+use tenzip_types::{Dtype, GgmlType, TensorEntry};
 
 use crate::ErrorKind;
 
@@ -14,6 +14,8 @@ use crate::ErrorKind;
 pub enum Format {
     /// A safetensors file.
     Safetensors,
+    /// A GGUF file (llama.cpp).
+    Gguf,
     /// Any file, stored as opaque bytes.
     Generic,
 }
@@ -23,6 +25,7 @@ impl Format {
     pub fn name(self) -> &'static str {
         match self {
             Format::Safetensors => "safetensors",
+            Format::Gguf => "gguf",
             Format::Generic => "generic",
         }
     }
@@ -34,13 +37,34 @@ pub struct PlannedSegment {
     /// What the bytes are.
     pub kind: SegmentKind,
     /// The tensor, for tensor segments.
-    pub tensor: Option<TensorEntry>,
+    pub tensor: Option<PlannedTensor>,
     /// Byte range in the input.
     pub range: Range<u64>,
     /// The layout that codes it.
     pub layout: Layout,
     /// Why it got that layout, for `inspect`: "MXFP4 codes, scales in `x_scales`".
     pub route: String,
+}
+
+/// A tensor's metadata as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedTensor {
+    /// The name, as the source file has it.
+    pub name: String,
+    /// The type in the source format's spelling: `"BF16"` (safetensors), `"Q4_K"` (GGUF).
+    pub dtype: String,
+    /// The shape as the source file lists it (safetensors: outermost first; GGUF: innermost first).
+    pub shape: Vec<u64>,
+}
+
+impl PlannedTensor {
+    fn from_safetensors(tensor: TensorEntry) -> PlannedTensor {
+        PlannedTensor {
+            name: tensor.name,
+            dtype: tensor.dtype.name().to_owned(),
+            shape: tensor.shape,
+        }
+    }
 }
 
 /// How a whole file will be coded: its format and segments that cover it exactly, in order.
@@ -57,6 +81,9 @@ impl Plan {
     pub fn new(file: &[u8], generic: bool) -> Result<Plan, ErrorKind> {
         if generic {
             return Ok(Plan::generic(file.len() as u64));
+        }
+        if tenzip_gguf::is_gguf(file) {
+            return Plan::gguf(file);
         }
         if !looks_like_safetensors(file) {
             return Err(ErrorKind::UnknownFormat);
@@ -80,7 +107,7 @@ impl Plan {
                     range: tensor.range.clone(),
                     layout,
                     route,
-                    tensor: Some(tensor),
+                    tensor: Some(PlannedTensor::from_safetensors(tensor)),
                 }),
         );
         Ok(Plan {
@@ -90,18 +117,122 @@ impl Plan {
     }
 
     fn generic(len: u64) -> Plan {
-        let segment = PlannedSegment {
-            kind: SegmentKind::Bytes,
-            tensor: None,
-            range: 0..len,
-            layout: Layout::Bytes,
-            route: "generic: the whole file as bytes".to_owned(),
-        };
         Plan {
             format: Format::Generic,
-            segments: vec![segment],
+            segments: vec![bytes_segment(0..len, "generic: the whole file as bytes")],
         }
     }
+
+    /// A GGUF file: the header with its metadata and padding verbatim, then the tensors in file order, with
+    /// any bytes between or after them as plain byte segments.
+    fn gguf(file: &[u8]) -> Result<Plan, ErrorKind> {
+        let header = match tenzip_gguf::Header::parse(file) {
+            Ok(header) => header,
+            Err(error) if error.rule == tenzip_gguf::Rule::BigEndian => {
+                let route = "big-endian GGUF: stored as bytes (no field layouts for it yet)";
+                return Ok(Plan {
+                    format: Format::Gguf,
+                    segments: vec![bytes_segment(0..file.len() as u64, route)],
+                });
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let mut segments = vec![PlannedSegment {
+            kind: SegmentKind::Header,
+            tensor: None,
+            range: 0..header.data_start,
+            layout: Layout::Bytes,
+            route: format!(
+                "GGUF v{} header, metadata and padding, kept verbatim",
+                header.version
+            ),
+        }];
+        let mut tensors = header.tensors;
+        tensors.sort_by_key(|tensor| tensor.range.start);
+        let mut end = header.data_start;
+        for tensor in tensors {
+            if tensor.range.start > end {
+                segments.push(bytes_segment(end..tensor.range.start, "padding"));
+            }
+            end = tensor.range.end;
+            let (layout, route) = ggml_layout(&tensor);
+            segments.push(PlannedSegment {
+                kind: SegmentKind::Tensor,
+                range: tensor.range,
+                layout,
+                route,
+                tensor: Some(PlannedTensor {
+                    dtype: tensor.ggml_type.map_or_else(
+                        || format!("type {}", tensor.type_id),
+                        |t| t.name().to_owned(),
+                    ),
+                    name: tensor.name,
+                    shape: tensor.shape,
+                }),
+            });
+        }
+        if (file.len() as u64) > end {
+            segments.push(bytes_segment(end..file.len() as u64, "trailing bytes"));
+        }
+        Ok(Plan {
+            format: Format::Gguf,
+            segments,
+        })
+    }
+}
+
+fn bytes_segment(range: Range<u64>, route: &str) -> PlannedSegment {
+    PlannedSegment {
+        kind: SegmentKind::Bytes,
+        tensor: None,
+        range,
+        layout: Layout::Bytes,
+        route: route.to_owned(),
+    }
+}
+
+/// The layout for a GGUF tensor, and why: floats get their field split, quantized blocks one stream per
+/// block field, integers and unknown types plain bytes.
+fn ggml_layout(tensor: &tenzip_gguf::Tensor) -> (Layout, String) {
+    let Some(ggml_type) = tensor.ggml_type else {
+        let route = format!("unknown GGML type id {}: bytes", tensor.type_id);
+        return (Layout::Bytes, route);
+    };
+    let layout = match ggml_type {
+        GgmlType::F32 => Layout::F32,
+        GgmlType::F16 => Layout::F16,
+        GgmlType::BF16 => Layout::Bf16,
+        GgmlType::Q4_0 => Layout::Blocks(&blocks::Q4_0),
+        GgmlType::Q4_1 => Layout::Blocks(&blocks::Q4_1),
+        GgmlType::Q5_0 => Layout::Blocks(&blocks::Q5_0),
+        GgmlType::Q5_1 => Layout::Blocks(&blocks::Q5_1),
+        GgmlType::Q8_0 => Layout::Blocks(&blocks::Q8_0),
+        GgmlType::Q8_1 => Layout::Blocks(&blocks::Q8_1),
+        GgmlType::Q2_K => Layout::Blocks(&blocks::Q2_K),
+        GgmlType::Q3_K => Layout::Blocks(&blocks::Q3_K),
+        GgmlType::Q4_K => Layout::Blocks(&blocks::Q4_K),
+        GgmlType::Q5_K => Layout::Blocks(&blocks::Q5_K),
+        GgmlType::Q6_K => Layout::Blocks(&blocks::Q6_K),
+        GgmlType::IQ4_NL => Layout::Blocks(&blocks::IQ4_NL),
+        GgmlType::IQ4_XS => Layout::Blocks(&blocks::IQ4_XS),
+        GgmlType::IQ2_XXS => Layout::Blocks(&blocks::IQ2_XXS),
+        GgmlType::IQ2_XS => Layout::Blocks(&blocks::IQ2_XS),
+        GgmlType::IQ2_S => Layout::Blocks(&blocks::IQ2_S),
+        GgmlType::IQ3_XXS => Layout::Blocks(&blocks::IQ3_XXS),
+        GgmlType::IQ3_S => Layout::Blocks(&blocks::IQ3_S),
+        GgmlType::IQ1_S => Layout::Blocks(&blocks::IQ1_S),
+        GgmlType::IQ1_M => Layout::Blocks(&blocks::IQ1_M),
+        GgmlType::TQ1_0 => Layout::Blocks(&blocks::TQ1_0),
+        GgmlType::TQ2_0 => Layout::Blocks(&blocks::TQ2_0),
+        GgmlType::MXFP4 => Layout::Blocks(&blocks::MXFP4),
+        _ => Layout::Bytes,
+    };
+    let route = if layout == Layout::Bytes {
+        format!("GGML {ggml_type}, no field layout")
+    } else {
+        format!("GGML {ggml_type}")
+    };
+    (layout, route)
 }
 
 /// A safetensors file starts with a little-endian header length that fits in the file, then `{`.
@@ -302,10 +433,39 @@ mod tests {
     }
 
     #[test]
+    fn every_block_format_matches_its_ggml_type() {
+        for ggml_type in GgmlType::all() {
+            if let Layout::Blocks(format) = ggml_layout_of(ggml_type) {
+                assert_eq!(format.size as u64, ggml_type.block_bytes(), "{ggml_type}");
+            }
+        }
+        assert_eq!(
+            ggml_layout_of(GgmlType::Q8_0),
+            Layout::Blocks(&blocks::Q8_0)
+        );
+        assert_eq!(ggml_layout_of(GgmlType::I32), Layout::Bytes);
+    }
+
+    fn ggml_layout_of(ggml_type: GgmlType) -> Layout {
+        let tensor = tenzip_gguf::Tensor {
+            name: "t".into(),
+            ggml_type: Some(ggml_type),
+            type_id: ggml_type.id(),
+            shape: vec![256],
+            range: 0..0,
+        };
+        ggml_layout(&tensor).0
+    }
+
+    #[test]
     fn unknown_formats_are_refused_unless_generic() {
         assert!(matches!(
-            Plan::new(b"GGUF....", false),
+            Plan::new(b"GGML....", false),
             Err(ErrorKind::UnknownFormat)
+        ));
+        assert!(matches!(
+            Plan::new(b"GGUF....", false),
+            Err(ErrorKind::Gguf(_))
         ));
         let plan = Plan::new(b"GGUF....", true).unwrap();
         assert_eq!(plan.format, Format::Generic);
