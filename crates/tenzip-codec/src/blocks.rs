@@ -8,7 +8,8 @@
 /// What a field of a block holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FieldKind {
-    /// One little-endian f16 scale, split as [`Layout::F16`](crate::Layout::F16) splits: two streams.
+    /// One little-endian f16 scale, split as [`Layout::F16`](crate::Layout::F16) splits: two streams, the
+    /// second coded given the first.
     F16,
     /// Bytes coded as one stream: packed codes, packed sub-block scales, high-bit planes.
     Bytes,
@@ -58,6 +59,19 @@ impl BlockFormat {
     /// Streams a chunk of these blocks is split into.
     pub(crate) fn stream_count(&self) -> usize {
         self.fields.iter().map(|field| field.stream_count()).sum()
+    }
+
+    /// The stream that stream number `stream` is coded given, if any: the low byte of an f16 scale is
+    /// coded given its high byte.
+    pub(crate) fn context_of(&self, stream: usize) -> Option<usize> {
+        let mut first = 0;
+        for field in self.fields {
+            if field.kind == FieldKind::F16 && stream == first + 1 {
+                return Some(first);
+            }
+            first += field.stream_count();
+        }
+        None
     }
 
     /// Bytes per block in stream number `stream`.

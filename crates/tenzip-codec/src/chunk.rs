@@ -8,14 +8,17 @@ use crate::{Error, Layout, Split};
 #[derive(Debug, Default)]
 pub struct Scratch {
     streams: Vec<Vec<u8>>,
+    /// A stream regrouped by its context stream.
+    regroup: Vec<u8>,
 }
 
 impl Scratch {
-    fn streams(&mut self, count: usize) -> &mut [Vec<u8>] {
+    /// `count` stream buffers and the regrouping buffer.
+    fn parts(&mut self, count: usize) -> (&mut [Vec<u8>], &mut Vec<u8>) {
         if self.streams.len() < count {
             self.streams.resize_with(count, Vec::new);
         }
-        &mut self.streams[..count]
+        (&mut self.streams[..count], &mut self.regroup)
     }
 }
 
@@ -38,13 +41,15 @@ pub fn encode_chunk(layout: Layout, values: &[u8], scratch: &mut Scratch, payloa
     let split = layout
         .split(choice)
         .expect("choose_split picks an existing split");
-    let streams = scratch.streams(split.stream_count());
+    let (streams, regroup) = scratch.parts(split.stream_count());
     split.split(values, streams);
-    for stream in streams.iter() {
-        if split.has_repeats() {
-            entropy::encode_block_lz(stream, payload);
-        } else {
-            entropy::encode_block(stream, payload);
+    for (index, stream) in streams.iter().enumerate() {
+        match split.context_of(index) {
+            Some(context) => {
+                entropy::encode_block_given(stream, &streams[context], payload, regroup)
+            }
+            None if split.has_repeats() => entropy::encode_block_lz(stream, payload),
+            None => entropy::encode_block(stream, payload),
         }
     }
 }
@@ -106,34 +111,38 @@ pub fn decode_chunk(
     let values = out.len() / layout.value_size();
     let (split, mut rest) = read_split(layout, payload)?;
     let count = split.stream_count();
-    let mut blocks = [Block::Run(0); MAX_STREAMS];
-    for block in &mut blocks[..count] {
-        let (parsed, used) = Block::parse(rest)?;
-        *block = parsed;
+    let (buffers, regroup) = scratch.parts(count);
+    // Stored streams are merged straight from the payload; only coded ones go through the buffers.
+    let mut stored: [Option<&[u8]>; MAX_STREAMS] = [None; MAX_STREAMS];
+    for index in 0..count {
+        let (block, used) = Block::parse(rest)?;
         rest = &rest[used..];
+        let len = split.stream_len(index, values);
+        if let Block::Raw(bytes) = block {
+            if bytes.len() == len {
+                stored[index] = Some(bytes);
+                continue;
+            }
+        }
+        let (decoded, [buffer, ..]) = buffers.split_at_mut(index) else {
+            unreachable!("index < count");
+        };
+        buffer.clear();
+        buffer.resize(len, 0);
+        match split.context_of(index) {
+            Some(context) => {
+                let context = stored[context].unwrap_or(&decoded[context]);
+                block.decode_given(context, buffer, regroup)?;
+            }
+            None => block.decode_into(buffer)?,
+        }
     }
     if !rest.is_empty() {
         return Err(Error::TrailingBytes(rest.len()));
     }
-    // Stored streams are merged straight from the payload; only coded ones go through scratch buffers.
-    let buffers = scratch.streams(count);
-    for (index, (block, buffer)) in blocks.iter().zip(buffers.iter_mut()).enumerate() {
-        let len = split.stream_len(index, values);
-        match block {
-            Block::Raw(bytes) if bytes.len() == len => {}
-            _ => {
-                buffer.clear();
-                buffer.resize(len, 0);
-                block.decode_into(buffer)?;
-            }
-        }
-    }
     let mut streams: [&[u8]; MAX_STREAMS] = [&[]; MAX_STREAMS];
-    for ((stream, block), buffer) in streams.iter_mut().zip(&blocks[..count]).zip(buffers.iter()) {
-        *stream = match block {
-            Block::Raw(bytes) => bytes,
-            _ => buffer,
-        };
+    for ((stream, stored), buffer) in streams.iter_mut().zip(stored).zip(buffers.iter()) {
+        *stream = stored.unwrap_or(buffer);
     }
     split.merge(&streams[..count], out);
     Ok(())
@@ -182,6 +191,35 @@ mod tests {
             decode_chunk(Layout::Bytes, &payload, &mut [0; 3], &mut scratch),
             Err(Error::TrailingBytes(1))
         );
+    }
+
+    #[test]
+    fn every_split_fits_the_stream_arrays() {
+        for layout in Layout::all() {
+            for split in (0..layout.split_count()).filter_map(|index| layout.split(index)) {
+                assert!(split.stream_count() <= MAX_STREAMS, "{layout}");
+            }
+        }
+    }
+
+    #[test]
+    fn block_scales_are_coded_given_their_high_byte() {
+        // Q8_0 blocks whose scales take 40 values spread over many exponents: the low byte is nearly
+        // determined by the high byte, which only grouping can use.
+        let scales: Vec<u16> = (0..40).map(|i| 0x2000 + i * 0x123).collect();
+        let values: Vec<u8> = (0..20_000usize)
+            .flat_map(|block| {
+                let scale = scales[block * 7 % scales.len()].to_le_bytes();
+                let codes = (0..32).map(move |i| ((block * 31 + i * 17) % 200) as u8);
+                scale.into_iter().chain(codes)
+            })
+            .collect();
+        let layout = Layout::Blocks(&crate::blocks::Q8_0);
+        round_trip(layout, &values);
+        let (mut scratch, mut payload) = (Scratch::default(), Vec::new());
+        encode_chunk(layout, &values, &mut scratch, &mut payload);
+        let coding = chunk_coding(layout, &payload).unwrap();
+        assert_eq!(coding.modes[1], entropy::Mode::Grouped, "{coding:?}");
     }
 
     proptest! {

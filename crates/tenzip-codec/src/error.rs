@@ -51,6 +51,9 @@ pub enum Error {
         /// Bytes per value of the layout.
         value_size: usize,
     },
+    /// A grouped block where the stream has no context to group by.
+    #[error("grouped block in a stream that has no context stream")]
+    UnexpectedGrouping,
     /// A chunk names a split its layout does not have.
     #[error("chunk names split {index}, which layout {layout} does not have")]
     UnknownSplit {

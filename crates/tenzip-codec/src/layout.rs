@@ -198,6 +198,15 @@ impl Split {
         }
     }
 
+    /// The earlier stream that stream number `stream` may be coded given (see
+    /// [`encode_block_given`](crate::entropy::encode_block_given)).
+    pub(crate) fn context_of(self, stream: usize) -> Option<usize> {
+        match self {
+            Split::Blocks(format) => format.context_of(stream),
+            _ => None,
+        }
+    }
+
     /// Whether the streams may repeat strings, so that a dictionary coder is worth trying.
     pub(crate) fn has_repeats(self) -> bool {
         self == Split::Bytes

@@ -10,6 +10,7 @@
 //! | 2 `Huffman` | a canonical, length-limited Huffman code ([`huffman`]) |
 //! | 3 `Tans` | table-based ANS ([`tans`]): within a few thousandths of a bit of the entropy, slower to decode |
 //! | 4 `Deflate` | raw DEFLATE (RFC 1951), for plain byte streams only ([`encode_block_lz`]) |
+//! | 5 `Grouped` | blocks coding the stream grouped by a context stream ([`encode_block_given`]) |
 //!
 //! Float fields have no repeats for a dictionary coder to find, so they get the order-0 coders only. Plain
 //! byte streams (headers, integer tensors, opaque files) often do repeat, and there DEFLATE beats any
@@ -22,6 +23,7 @@
 //! the decoder checks that the body decodes to exactly that many symbols, consuming exactly its bytes.
 
 mod bits;
+mod grouped;
 pub mod huffman;
 pub mod tans;
 
@@ -41,16 +43,19 @@ pub enum Mode {
     Tans = 3,
     /// Raw DEFLATE.
     Deflate = 4,
+    /// Grouped by a context stream.
+    Grouped = 5,
 }
 
 impl Mode {
     /// Every mode, in order of its byte.
-    pub const ALL: [Mode; 5] = [
+    pub const ALL: [Mode; 6] = [
         Mode::Raw,
         Mode::Run,
         Mode::Huffman,
         Mode::Tans,
         Mode::Deflate,
+        Mode::Grouped,
     ];
 
     /// A short lowercase name, for reports.
@@ -61,6 +66,7 @@ impl Mode {
             Mode::Huffman => "huffman",
             Mode::Tans => "tans",
             Mode::Deflate => "deflate",
+            Mode::Grouped => "grouped",
         }
     }
 
@@ -71,6 +77,7 @@ impl Mode {
             2 => Ok(Mode::Huffman),
             3 => Ok(Mode::Tans),
             4 => Ok(Mode::Deflate),
+            5 => Ok(Mode::Grouped),
             other => Err(Error::UnknownMode(other)),
         }
     }
@@ -201,6 +208,27 @@ pub fn encode_block_lz(symbols: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// Like [`encode_block`], but also tries coding `symbols` grouped by `context` (a stream of the same
+/// length that the decoder will have first) and keeps whichever is smaller. `regroup` is scratch space.
+pub fn encode_block_given(
+    symbols: &[u8],
+    context: &[u8],
+    out: &mut Vec<u8>,
+    regroup: &mut Vec<u8>,
+) {
+    let plain_start = out.len();
+    encode_block(symbols, out);
+    let grouped_start = out.len();
+    write_block(out, Mode::Grouped, |body| {
+        grouped::encode(symbols, context, body, regroup)
+    });
+    if out.len() - grouped_start < grouped_start - plain_start {
+        out.drain(plain_start..grouped_start);
+    } else {
+        out.truncate(grouped_start);
+    }
+}
+
 fn write_block(out: &mut Vec<u8>, mode: Mode, write_body: impl FnOnce(&mut Vec<u8>)) {
     let header_at = out.len();
     out.push(mode as u8);
@@ -224,6 +252,8 @@ pub enum Block<'a> {
     Tans(&'a [u8]),
     /// A DEFLATE body.
     Deflate(&'a [u8]),
+    /// Blocks grouped by a context stream.
+    Grouped(&'a [u8]),
 }
 
 impl<'a> Block<'a> {
@@ -235,6 +265,7 @@ impl<'a> Block<'a> {
             Block::Huffman(_) => Mode::Huffman,
             Block::Tans(_) => Mode::Tans,
             Block::Deflate(_) => Mode::Deflate,
+            Block::Grouped(_) => Mode::Grouped,
         }
     }
 
@@ -258,13 +289,29 @@ impl<'a> Block<'a> {
             Mode::Huffman => Block::Huffman(body),
             Mode::Tans => Block::Tans(body),
             Mode::Deflate => Block::Deflate(body),
+            Mode::Grouped => Block::Grouped(body),
         };
         Ok((block, BLOCK_HEADER_LEN + body_len))
     }
 
-    /// Decodes the block into `out`, which must be exactly as long as the stream was.
+    /// Decodes a block written by [`encode_block_given`] into `out`, given the same `context`.
+    pub fn decode_given(
+        &self,
+        context: &[u8],
+        out: &mut [u8],
+        regroup: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        match *self {
+            Block::Grouped(body) => grouped::decode(body, context, out, regroup),
+            _ => self.decode_into(out),
+        }
+    }
+
+    /// Decodes the block into `out`, which must be exactly as long as the stream was. A grouped block
+    /// needs its context ([`Block::decode_given`]) and is an error here.
     pub fn decode_into(&self, out: &mut [u8]) -> Result<(), Error> {
         match *self {
+            Block::Grouped(_) => return Err(Error::UnexpectedGrouping),
             Block::Raw(bytes) if bytes.len() == out.len() => out.copy_from_slice(bytes),
             Block::Raw(bytes) => {
                 return Err(Error::RawLength {
