@@ -17,13 +17,16 @@ fn corpus_files() -> Option<Vec<PathBuf>> {
         .flatten()
         .map(|entry| entry.ok().map(|e| e.path()))
         .collect::<Option<_>>()?;
-    files.retain(|path| path.extension().is_some_and(|e| e == "safetensors"));
+    files.retain(|path| {
+        path.extension()
+            .is_some_and(|e| e == "safetensors" || e == "gguf")
+    });
     files.sort();
     (!files.is_empty()).then_some(files)
 }
 
 #[test]
-fn every_corpus_safetensors_file_round_trips() {
+fn every_corpus_file_round_trips() {
     let Some(files) = corpus_files() else {
         eprintln!(
             "skipped: corpus not fetched (run ../shared/corpus/fetch.sh or set TENZIP_CORPUS)"

@@ -310,52 +310,12 @@ fn reference_python(zipnn: bool) -> anyhow::Result<PathBuf> {
     if let Some(python) = std::env::var_os("TENZIP_BENCH_PYTHON").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(python));
     }
-    let venv = root().join("target/bench-venv");
-    let python = venv.join("bin/python");
     // ml-dtypes for ../shared/corpus/measure.py (the order-0 limits).
     let mut packages = vec!["numpy", "zstandard", "ml-dtypes"];
     if zipnn {
         packages.extend(["zipnn==0.5.4", "torch"]);
     }
-    let probe = format!(
-        "import {}",
-        packages
-            .iter()
-            .map(|p| p.split("==").next().unwrap_or(p).replace('-', "_"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    if python.exists()
-        && Command::new(&python)
-            .args(["-c", &probe])
-            .status()?
-            .success()
-    {
-        return Ok(python);
-    }
-    eprintln!(
-        "bench: installing {} into {}",
-        packages.join(" "),
-        venv.display()
-    );
-    if !Command::new("python3")
-        .arg("-m")
-        .arg("venv")
-        .arg(&venv)
-        .status()?
-        .success()
-    {
-        bail!("python3 -m venv failed");
-    }
-    if !Command::new(&python)
-        .args(["-m", "pip", "install", "-q"])
-        .args(&packages)
-        .status()?
-        .success()
-    {
-        bail!("pip install {} failed", packages.join(" "));
-    }
-    Ok(python)
+    crate::python::venv("bench-venv", &packages)
 }
 
 fn markdown(results: &[FileResult], threads: usize, runs: usize) -> String {

@@ -1,10 +1,12 @@
 //! `cargo xtask <task>`: project chores that are code, not shell scripts.
 //!
 //! - `gen-fixtures [--check]`: writes `fixtures/` (or checks it is up to date).
+//! - `gen-gguf-fixtures`: writes `fixtures/gguf/` with the reference GGUF writer (Python `gguf`).
 //! - `bench [FILES...]`: ratio and speed of tenzip beside zstd and ZipNN on the corpus.
 
 mod bench;
 mod fixtures;
+mod python;
 
 use std::path::{Path, PathBuf};
 
@@ -16,9 +18,26 @@ fn main() -> anyhow::Result<()> {
     let rest: Vec<String> = args.collect();
     match task.as_deref() {
         Some("gen-fixtures") => fixtures::run(&rest),
+        Some("gen-gguf-fixtures") => gguf_fixtures(),
         Some("bench") => bench::run(&rest),
-        _ => bail!("usage: cargo xtask <gen-fixtures [--check] | bench [--runs N] [FILES...]>"),
+        _ => bail!(
+            "usage: cargo xtask <gen-fixtures [--check] | gen-gguf-fixtures | bench [--runs N] [FILES...]>"
+        ),
     }
+}
+
+/// Writes `fixtures/gguf/` with llama.cpp's own Python writer, so the GGUF tests read files that the
+/// reference implementation wrote. Not run in CI (it needs PyPI); the output is deterministic.
+fn gguf_fixtures() -> anyhow::Result<()> {
+    let python = python::venv("gguf-venv", &["gguf==0.19.0", "numpy"])?;
+    let status = std::process::Command::new(python)
+        .arg(root().join("xtask/gguf/make_fixtures.py"))
+        .arg(root().join("fixtures/gguf"))
+        .status()?;
+    if !status.success() {
+        bail!("make_fixtures.py failed");
+    }
+    Ok(())
 }
 
 /// The repository root.

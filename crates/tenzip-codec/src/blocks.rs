@@ -246,10 +246,24 @@ pub const MXFP4: BlockFormat = BlockFormat {
     fields: &[bytes(0, 1), bytes(1, 16)],
 };
 
+/// NVFP4: four unsigned E4M3 scales (one per 16 values), 32 bytes of FP4 E2M1 codes.
+pub const NVFP4: BlockFormat = BlockFormat {
+    name: "gguf-nvfp4",
+    size: 36,
+    fields: &[bytes(0, 4), bytes(4, 32)],
+};
+/// Q1_0: `d`, 16 bytes of one-bit codes.
+pub const Q1_0: BlockFormat = BlockFormat {
+    name: "gguf-q1_0",
+    size: 18,
+    fields: &[f16(0), bytes(2, 16)],
+};
+
 /// Every block format.
-pub const ALL: [&BlockFormat; 23] = [
+pub const ALL: [&BlockFormat; 25] = [
     &Q4_0, &Q4_1, &Q5_0, &Q5_1, &Q8_0, &Q8_1, &Q2_K, &Q3_K, &Q4_K, &Q5_K, &Q6_K, &IQ4_NL, &IQ4_XS,
-    &IQ2_XXS, &IQ2_XS, &IQ2_S, &IQ3_XXS, &IQ3_S, &IQ1_S, &IQ1_M, &TQ1_0, &TQ2_0, &MXFP4,
+    &IQ2_XXS, &IQ2_XS, &IQ2_S, &IQ3_XXS, &IQ3_S, &IQ1_S, &IQ1_M, &TQ1_0, &TQ2_0, &MXFP4, &NVFP4,
+    &Q1_0,
 ];
 
 /// Splits whole blocks into one stream per field (two per f16 field), in field order.

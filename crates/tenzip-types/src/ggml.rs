@@ -72,10 +72,14 @@ pub enum GgmlType {
     TQ2_0,
     /// 32 FP4 E2M1 values: one E8M0 scale, 16 bytes of 4-bit codes.
     MXFP4,
+    /// 64 FP4 E2M1 values: four unsigned E4M3 scales, 32 bytes of 4-bit codes.
+    NVFP4,
+    /// 128 one-bit values: f16 scale, 16 bytes of sign bits.
+    Q1_0,
 }
 
 /// `(type, id, name, values per block, bytes per block)`.
-const TABLE: [(GgmlType, u32, &str, u64, u64); 32] = [
+const TABLE: [(GgmlType, u32, &str, u64, u64); 34] = [
     (GgmlType::F32, 0, "F32", 1, 4),
     (GgmlType::F16, 1, "F16", 1, 2),
     (GgmlType::Q4_0, 2, "Q4_0", 32, 18),
@@ -108,6 +112,8 @@ const TABLE: [(GgmlType, u32, &str, u64, u64); 32] = [
     (GgmlType::TQ1_0, 34, "TQ1_0", 256, 54),
     (GgmlType::TQ2_0, 35, "TQ2_0", 256, 66),
     (GgmlType::MXFP4, 39, "MXFP4", 32, 17),
+    (GgmlType::NVFP4, 40, "NVFP4", 64, 36),
+    (GgmlType::Q1_0, 41, "Q1_0", 128, 18),
 ];
 
 impl GgmlType {
@@ -179,7 +185,7 @@ mod tests {
             assert_eq!(GgmlType::from_id(ty.id()), Some(ty));
             assert_eq!(GgmlType::parse(ty.name()), Some(ty));
         }
-        for removed in [4, 5, 31, 32, 33, 36, 37, 38, 40, u32::MAX] {
+        for removed in [4, 5, 31, 32, 33, 36, 37, 38, 42, u32::MAX] {
             assert_eq!(GgmlType::from_id(removed), None);
         }
     }

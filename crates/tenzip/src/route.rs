@@ -225,6 +225,8 @@ fn ggml_layout(tensor: &tenzip_gguf::Tensor) -> (Layout, String) {
         GgmlType::TQ1_0 => Layout::Blocks(&blocks::TQ1_0),
         GgmlType::TQ2_0 => Layout::Blocks(&blocks::TQ2_0),
         GgmlType::MXFP4 => Layout::Blocks(&blocks::MXFP4),
+        GgmlType::NVFP4 => Layout::Blocks(&blocks::NVFP4),
+        GgmlType::Q1_0 => Layout::Blocks(&blocks::Q1_0),
         _ => Layout::Bytes,
     };
     let route = if layout == Layout::Bytes {
