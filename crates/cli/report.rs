@@ -143,7 +143,56 @@ struct InspectJson<'a> {
     ratio: f64,
     blake3: &'a str,
     writer: &'a str,
+    /// Totals per dtype and layout, largest first.
+    groups: Vec<GroupJson>,
+    /// Every segment, in file order.
     segments: Vec<SegmentJson<'a>>,
+}
+
+/// The segments of one dtype (or one non-tensor kind: "header", "bytes") and layout, totalled.
+#[derive(Serialize)]
+struct GroupJson {
+    dtype: String,
+    layout: String,
+    segments: usize,
+    bytes: u64,
+    stored_bytes: u64,
+    ratio: f64,
+}
+
+impl SegmentJson<'_> {
+    /// The group a segment is totalled in: its dtype, or its kind for segments that are not tensors.
+    fn group_key(&self) -> (String, String) {
+        let dtype = self.dtype.map_or_else(
+            || format!("({:?})", self.kind).to_lowercase(),
+            str::to_owned,
+        );
+        (dtype, self.layout.to_owned())
+    }
+}
+
+/// Totals of `segments` per dtype and layout, largest first.
+fn groups(segments: &[SegmentJson]) -> Vec<GroupJson> {
+    let mut totals: BTreeMap<(String, String), (usize, u64, u64)> = BTreeMap::new();
+    for segment in segments {
+        let total = totals.entry(segment.group_key()).or_default();
+        total.0 += 1;
+        total.1 += segment.bytes;
+        total.2 += segment.stored_bytes;
+    }
+    let mut groups: Vec<GroupJson> = totals
+        .into_iter()
+        .map(|((dtype, layout), (count, bytes, stored))| GroupJson {
+            dtype,
+            layout,
+            segments: count,
+            bytes,
+            stored_bytes: stored,
+            ratio: ratio(stored, bytes),
+        })
+        .collect();
+    groups.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    groups
 }
 
 #[derive(Serialize)]
@@ -152,6 +201,7 @@ struct SegmentJson<'a> {
     name: Option<&'a str>,
     dtype: Option<&'a str>,
     shape: Option<&'a [u64]>,
+    offset: u64,
     bytes: u64,
     stored_bytes: u64,
     ratio: f64,
@@ -183,6 +233,7 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
             name: segment.name.as_deref(),
             dtype: segment.dtype.as_deref(),
             shape: segment.shape.as_deref(),
+            offset: segment.offset,
             bytes: segment.len,
             stored_bytes: segment.stored_len(),
             ratio: ratio(segment.stored_len(), segment.len),
@@ -200,6 +251,7 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
         ratio: ratio(inspection.container_len, manifest.source.len),
         blake3: &manifest.source.blake3,
         writer: &manifest.writer,
+        groups: groups(&segments),
         segments,
     };
     if json {
@@ -217,29 +269,56 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
         report.writer
     );
     out += &format!(
-        "{:<48} {:<8} {:<16} {:>10} {:>10} {:>7}  {:<11} {:<22} {}\n",
-        "name", "dtype", "shape", "bytes", "stored", "ratio", "layout", "coding", "why"
+        "\n{:<12} {:<14} {:>8} {:>12} {:>12} {:>7}\n",
+        "dtype", "layout", "segments", "bytes", "stored", "ratio"
     );
-    for segment in &report.segments {
-        let name = segment.name.map_or_else(
-            || format!("({:?})", segment.kind).to_lowercase(),
-            str::to_owned,
-        );
-        let shape = segment
-            .shape
-            .map_or_else(String::new, |shape| format!("{shape:?}"));
+    for group in &report.groups {
         out += &format!(
-            "{:<48} {:<8} {:<16} {:>10} {:>10} {:>6.2}%  {:<11} {:<22} {}\n",
-            name,
-            segment.dtype.unwrap_or("-"),
-            shape,
-            segment.bytes,
-            segment.stored_bytes,
-            segment.ratio * 100.0,
-            segment.layout,
-            segment.coding(),
-            segment.route.unwrap_or("-"),
+            "{:<12} {:<14} {:>8} {:>12} {:>12} {:>6.2}%\n",
+            group.dtype,
+            group.layout,
+            group.segments,
+            group.bytes,
+            group.stored_bytes,
+            group.ratio * 100.0
         );
+    }
+    // One section per dtype and layout, largest first; tensors by size within it.
+    for group in &report.groups {
+        out += &format!(
+            "\n{} {}: {} segments, {} => {} ({:.2}%)\n",
+            group.dtype,
+            group.layout,
+            group.segments,
+            human_bytes(group.bytes),
+            human_bytes(group.stored_bytes),
+            group.ratio * 100.0
+        );
+        let mut members: Vec<&SegmentJson> = report
+            .segments
+            .iter()
+            .filter(|segment| segment.group_key() == (group.dtype.clone(), group.layout.clone()))
+            .collect();
+        members.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+        for segment in members {
+            let name = segment.name.map_or_else(
+                || format!("({:?} at {})", segment.kind, segment.offset).to_lowercase(),
+                str::to_owned,
+            );
+            let shape = segment
+                .shape
+                .map_or_else(String::new, |shape| format!("{shape:?}"));
+            out += &format!(
+                "  {:<48} {:<16} {:>10} {:>10} {:>6.2}%  {:<24} {}\n",
+                name,
+                shape,
+                segment.bytes,
+                segment.stored_bytes,
+                segment.ratio * 100.0,
+                segment.coding(),
+                segment.route.unwrap_or("-"),
+            );
+        }
     }
     write_stdout(&out);
 }

@@ -1,6 +1,6 @@
 //! `cargo xtask bench [--runs N] [--zstd19] [--no-zipnn] [--quick] [FILES...]`: tenzip beside zstd and ZipNN.
 //!
-//! For each file (default: every safetensors file of the corpus that `../shared/corpus/fetch.sh` makes), in
+//! For each file (default: every safetensors and GGUF file of the corpus that `../shared/corpus/fetch.sh` makes), in
 //! one run: tenzip's ratio and compress / decompress MB/s at one thread and at all threads (in-process,
 //! memory to memory, medians of N runs), its peak RSS (the CLI under `/usr/bin/time`), zstd -3 and ZipNN
 //! (per tensor, one thread and all threads) from a Python venv the harness makes, and the per-tensor
@@ -55,9 +55,10 @@ fn parse_args(args: &[String]) -> anyhow::Result<Args> {
                 .files
                 .extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
         }
-        parsed
-            .files
-            .retain(|p| p.extension().is_some_and(|e| e == "safetensors"));
+        parsed.files.retain(|p| {
+            p.extension()
+                .is_some_and(|e| e == "safetensors" || e == "gguf")
+        });
         parsed.files.sort();
         if parsed.files.is_empty() {
             bail!(

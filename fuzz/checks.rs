@@ -1,0 +1,86 @@
+//! What each fuzz target checks. Shared by the targets in `fuzz_targets/` and by `tests/fuzz.rs`, which replays
+//! every input committed under `regressions/<target>/` in the normal test run.
+//!
+//! Every parser and decoder must return an error on bad input, never panic, hang or allocate without bound;
+//! every round trip must give back the input; the output must not depend on chunk size or thread count.
+
+use tenzip::{CompressOptions, Container, DecompressOptions, Plan};
+use tenzip_codec::{decode_chunk, encode_chunk, Layout, Scratch};
+
+/// The safetensors header reader on any bytes; what it accepts lies within the file.
+pub fn safetensors_header(data: &[u8]) {
+    if let Ok(header) = tenzip_safetensors::Header::parse(data) {
+        for tensor in &header.tensors {
+            assert!(tensor.range.end <= data.len() as u64);
+        }
+    }
+}
+
+/// The GGUF header reader on any bytes; what it accepts lies within the file.
+pub fn gguf_header(data: &[u8]) {
+    if let Ok(header) = tenzip_gguf::Header::parse(data) {
+        assert!(header.data_start <= data.len() as u64);
+        for tensor in &header.tensors {
+            assert!(tensor.range.start >= header.data_start);
+            assert!(tensor.range.end <= data.len() as u64);
+        }
+    }
+}
+
+/// The container reader and the whole restore on any bytes: errors, never a panic.
+pub fn container_decode(data: &[u8]) {
+    if let Ok(container) = Container::open(data) {
+        let options = DecompressOptions {
+            threads: 1,
+            ..DecompressOptions::default()
+        };
+        let _ = tenzip::decompress(&container, &options, std::io::sink());
+    }
+}
+
+/// Any bytes through any layout come back unchanged; any bytes as a coded chunk decode or fail cleanly.
+pub fn codec_round_trip(data: &[u8]) {
+    let Some((&selector, values)) = data.split_first() else {
+        return;
+    };
+    let layouts: Vec<Layout> = Layout::all().collect();
+    let layout = layouts[usize::from(selector) % layouts.len()];
+    let values = &values[..values.len() / layout.value_size() * layout.value_size()];
+    let (mut scratch, mut payload) = (Scratch::default(), Vec::new());
+    encode_chunk(layout, values, &mut scratch, &mut payload);
+    let mut restored = vec![0; values.len()];
+    decode_chunk(layout, &payload, &mut restored, &mut scratch).expect("own output decodes");
+    assert_eq!(restored, values);
+    let _ = decode_chunk(layout, values, &mut restored, &mut scratch);
+}
+
+/// The first two bytes pick a chunk size, the rest is the file (parsed if it is a safetensors or GGUF file,
+/// otherwise stored generically): one thread and two give the same container, which restores the file.
+pub fn chunking_independence(data: &[u8]) {
+    let [low, high, file @ ..] = data else {
+        return;
+    };
+    let chunk_size = usize::from(u16::from_le_bytes([*low, *high])).max(1);
+    let generic = Plan::new(file, false).is_err();
+    let compressed = |threads| {
+        let options = CompressOptions {
+            chunk_size,
+            threads,
+            generic,
+            ..CompressOptions::default()
+        };
+        let plan = Plan::new(file, generic).expect("plans");
+        tenzip::compress(file, &plan, &options, Vec::new())
+            .expect("compresses")
+            .0
+    };
+    let serial = compressed(1);
+    assert!(serial == compressed(2), "output depends on the thread count");
+    let container = Container::open(&serial).expect("own output opens");
+    let options = DecompressOptions {
+        threads: 2,
+        ..DecompressOptions::default()
+    };
+    let restored = tenzip::decompress(&container, &options, Vec::new()).expect("restores");
+    assert!(restored == file);
+}
