@@ -75,7 +75,10 @@ pub fn chunking_independence(data: &[u8]) {
             .0
     };
     let serial = compressed(1);
-    assert!(serial == compressed(2), "output depends on the thread count");
+    assert!(
+        serial == compressed(2),
+        "output depends on the thread count"
+    );
     let container = Container::open(&serial).expect("own output opens");
     let options = DecompressOptions {
         threads: 2,

@@ -230,16 +230,14 @@ fn outputs_keep_the_input_permissions() {
     assert_eq!(mode & 0o777, 0o640);
 }
 
-/// A real SIGINT in the middle of a long compression: the input stays, and nothing is left behind, neither
-/// under the final name nor under the temporary one.
+/// Starts a long compression (2 GiB of sparse zeros, several seconds of work) and sends it `signal` once its
+/// temporary output exists. Returns the folder, the exit status, or `None` where there is no `kill` command.
 #[cfg(unix)]
-#[test]
-fn an_interrupt_leaves_the_input_and_no_output() {
+fn interrupted_compression(signal: &str) -> Option<(tempfile::TempDir, std::process::ExitStatus)> {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
     let dir = tempfile::tempdir().unwrap();
-    // Sparse: 2 GiB of zeros that take no disk and several seconds to compress.
     let input = dir.path().join("zeros.bin");
     std::fs::File::create(&input)
         .unwrap()
@@ -267,17 +265,50 @@ fn an_interrupt_leaves_the_input_and_no_output() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let Ok(killed) = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
     else {
-        eprintln!("skipped: no kill command to send SIGINT with");
+        eprintln!("skipped: no kill command to send {signal} with");
         child.kill().unwrap();
         child.wait().unwrap();
-        return;
+        return None;
     };
     assert!(killed.success());
     let status = child.wait().unwrap();
+    assert_eq!(
+        std::fs::metadata(&input).unwrap().len(),
+        2 << 30,
+        "the input is untouched"
+    );
+    Some((dir, status))
+}
+
+/// A real SIGINT in the middle of a long compression: the input stays, and nothing is left behind, neither
+/// under the final name nor under the temporary one.
+#[cfg(unix)]
+#[test]
+fn an_interrupt_leaves_the_input_and_no_output() {
+    let Some((dir, status)) = interrupted_compression("-INT") else {
+        return;
+    };
     assert_eq!(status.code(), Some(130));
     assert_eq!(listing(dir.path()), ["zeros.bin"]);
-    assert_eq!(std::fs::metadata(&input).unwrap().len(), 2 << 30);
+}
+
+/// SIGKILL cannot be caught, so the temporary file stays; but no file ever has the final name before it is
+/// complete.
+#[cfg(unix)]
+#[test]
+fn a_kill_leaves_the_input_and_no_final_output() {
+    let Some((dir, _)) = interrupted_compression("-KILL") else {
+        return;
+    };
+    let names = listing(dir.path());
+    assert!(
+        !names.iter().any(|name| name == "zeros.bin.tzp"),
+        "{names:?}"
+    );
+    assert!(names
+        .iter()
+        .all(|name| name == "zeros.bin" || name.ends_with(".partial")));
 }

@@ -1,6 +1,3 @@
 #![no_main]
 
-#[path = "../checks.rs"]
-mod checks;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::chunking_independence(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tenzip_fuzz::chunking_independence(data));

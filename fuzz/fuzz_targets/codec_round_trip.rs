@@ -1,6 +1,3 @@
 #![no_main]
 
-#[path = "../checks.rs"]
-mod checks;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::codec_round_trip(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tenzip_fuzz::codec_round_trip(data));

@@ -1,6 +1,3 @@
 #![no_main]
 
-#[path = "../checks.rs"]
-mod checks;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::container_decode(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tenzip_fuzz::container_decode(data));

@@ -275,7 +275,7 @@ mod tests {
 
     #[test]
     fn bad_manifest_json_is_an_error() {
-        let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let nested = format!("{}{}", "[".repeat(1_000_000), "]".repeat(1_000_000));
         let nested = miniz_oxide::deflate::compress_to_vec(nested.as_bytes(), 6);
         let bytes = Writer::new(Vec::new())
             .unwrap()

@@ -155,7 +155,8 @@ impl Plan {
                 segments.push(bytes_segment(end..tensor.range.start, "padding"));
             }
             end = tensor.range.end;
-            let (layout, route) = ggml_layout(&tensor);
+            let (layout, route) =
+                unsplit_if_tiny(ggml_layout(&tensor), tensor.range.end - tensor.range.start);
             segments.push(PlannedSegment {
                 kind: SegmentKind::Tensor,
                 range: tensor.range,
@@ -290,7 +291,26 @@ pub fn route_tensors(tensors: &[TensorEntry]) -> Vec<(Layout, String)> {
             );
         }
     }
+    for ((layout, route), tensor) in routes.iter_mut().zip(tensors) {
+        (*layout, *route) = unsplit_if_tiny((*layout, std::mem::take(route)), tensor.byte_len());
+    }
     routes
+}
+
+/// Below this many bytes a tensor is one stream: each further stream costs a 5-byte block header, more than
+/// splitting a few values can save (a per-tensor F32 scale would take 24 bytes instead of 9).
+const MIN_SPLIT_LEN: u64 = 64;
+
+/// `Bytes` for tensors too small to split, the route unchanged otherwise.
+fn unsplit_if_tiny((layout, route): (Layout, String), byte_len: u64) -> (Layout, String) {
+    if layout != Layout::Bytes && byte_len < MIN_SPLIT_LEN {
+        (
+            Layout::Bytes,
+            format!("{route}, {byte_len} bytes: too small to split"),
+        )
+    } else {
+        (layout, route)
+    }
 }
 
 /// The E8M0 scales beside `blocks` if it is an MXFP4 code tensor: `P_blocks [..., g, 16]` with
@@ -388,8 +408,8 @@ mod tests {
         ];
         assert_eq!(layouts(&mxfp4), [Layout::F4E2M1, Layout::Bytes]);
         let e8m0_scales = [
-            entry("a.blocks", Dtype::U8, &[3, 16]),
-            entry("a.scales", Dtype::F8E8M0, &[3]),
+            entry("a.blocks", Dtype::U8, &[4, 16]),
+            entry("a.scales", Dtype::F8E8M0, &[4]),
         ];
         assert_eq!(layouts(&e8m0_scales)[0], Layout::F4E2M1);
         let wrong_shapes = [
@@ -419,8 +439,8 @@ mod tests {
         }
 
         let nvfp4 = [
-            entry("p.weight_packed", Dtype::U8, &[4, 32]),
-            entry("p.weight_scale", Dtype::F8E4M3, &[4, 4]),
+            entry("p.weight_packed", Dtype::U8, &[16, 64]),
+            entry("p.weight_scale", Dtype::F8E4M3, &[16, 8]),
         ];
         assert_eq!(layouts(&nvfp4), [Layout::F4E2M1, Layout::F8E4M3]);
         let per_tensor_scale = [
@@ -457,6 +477,18 @@ mod tests {
             range: 0..0,
         };
         ggml_layout(&tensor).0
+    }
+
+    #[test]
+    fn tiny_tensors_are_not_split() {
+        let tensors = [
+            entry("scale", Dtype::F32, &[1]),
+            entry("bias", Dtype::BF16, &[32]),
+        ];
+        let routes = route_tensors(&tensors);
+        assert_eq!(routes[0].0, Layout::Bytes);
+        assert_eq!(routes[0].1, "dtype F32, 4 bytes: too small to split");
+        assert_eq!(routes[1].0, Layout::Bf16);
     }
 
     #[test]
