@@ -191,7 +191,7 @@ fn groups(segments: &[SegmentJson]) -> Vec<GroupJson> {
             ratio: ratio(stored, bytes),
         })
         .collect();
-    groups.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    groups.sort_by_key(|group| std::cmp::Reverse(group.bytes));
     groups
 }
 
@@ -299,7 +299,7 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
             .iter()
             .filter(|segment| segment.group_key() == (group.dtype.clone(), group.layout.clone()))
             .collect();
-        members.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+        members.sort_by_key(|segment| std::cmp::Reverse(segment.bytes));
         for segment in members {
             let name = segment.name.map_or_else(
                 || format!("({:?} at {})", segment.kind, segment.offset).to_lowercase(),
