@@ -214,7 +214,7 @@ fn time_tenzip(file: &[u8], threads: usize, runs: usize) -> anyhow::Result<(f64,
     Ok((packed.len() as f64 / file.len() as f64, speed))
 }
 
-fn build_cli() -> anyhow::Result<PathBuf> {
+pub(crate) fn build_cli() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root())

@@ -3,8 +3,10 @@
 //! - `gen-fixtures [--check]`: writes `fixtures/` (or checks it is up to date).
 //! - `gen-gguf-fixtures`: writes `fixtures/gguf/` with the reference GGUF writer (Python `gguf`).
 //! - `bench [FILES...]`: ratio and speed of tenzip beside zstd and ZipNN on the corpus.
+//! - `bounded-memory [--size GIB]`: peak memory and speed of the CLI on a file far larger than its buffers.
 
 mod bench;
+mod bounded;
 mod fixtures;
 mod python;
 
@@ -20,8 +22,10 @@ fn main() -> anyhow::Result<()> {
         Some("gen-fixtures") => fixtures::run(&rest),
         Some("gen-gguf-fixtures") => gguf_fixtures(),
         Some("bench") => bench::run(&rest),
+        Some("bounded-memory") => bounded::run(&rest),
         _ => bail!(
-            "usage: cargo xtask <gen-fixtures [--check] | gen-gguf-fixtures | bench [--runs N] [FILES...]>"
+            "usage: cargo xtask <gen-fixtures [--check] | gen-gguf-fixtures | bench [--runs N] [FILES...] | \
+             bounded-memory [--size GIB] [--dir DIR]>"
         ),
     }
 }

@@ -78,6 +78,11 @@ impl<B: AsRef<[u8]>> Container<B> {
         &self.bytes.as_ref()[chunk.offset as usize..(chunk.offset + chunk.stored) as usize]
     }
 
+    /// The container file's bytes, as given to [`Container::open`].
+    pub fn storage(&self) -> &B {
+        &self.bytes
+    }
+
     /// Length of the whole container file.
     pub fn len(&self) -> u64 {
         self.bytes.as_ref().len() as u64

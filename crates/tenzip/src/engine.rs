@@ -14,9 +14,12 @@ use std::sync::mpsc;
 
 use rayon::prelude::*;
 use tenzip_codec::{decode_chunk, encode_chunk, Layout, Scratch};
-use tenzip_container::{Checksum, Chunk, Container, Manifest, Segment, Source, Writer};
+use tenzip_container::{
+    Checksum, Chunk, Container, Manifest, Segment, Source as SourceFile, Writer,
+};
+use xxhash_rust::xxh3::Xxh3;
 
-use crate::{ErrorKind, Plan, PlannedSegment, Progress};
+use crate::{ErrorKind, Plan, Progress, Source};
 
 /// Options for compression.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,37 +183,35 @@ struct CodedSlot {
 }
 
 /// Codes `file` as `plan` describes into a container written to `out`. Returns the writer and the manifest.
-pub fn compress<W: Write + Send>(
-    file: &[u8],
+///
+/// Reads `file` front to back once and releases each chunk after coding it, so memory stays at the chunks in
+/// flight whatever the file's size.
+pub fn compress<S: Source + ?Sized, W: Write + Send>(
+    file: &S,
     plan: &Plan,
     options: &CompressOptions,
     out: W,
 ) -> Result<(W, Manifest), ErrorKind> {
+    let bytes = file.bytes();
     let pool = pool(options.threads)?;
     let parallel = pool.is_some();
     let tasks = chunk_tasks(plan, options.chunk_size);
     let mut writer = Writer::new(out)?;
     let mut file_hash = blake3::Hasher::new();
     let mut segment_chunks: Vec<Vec<Chunk>> = vec![Vec::new(); plan.segments.len()];
-    // Per-tensor checksums up front, segments in parallel, so that the ordered consumer below stays light.
-    let segment_checksum = |planned: &PlannedSegment| {
-        Checksum::of(&file[planned.range.start as usize..planned.range.end as usize])
-    };
-    let segment_checksums: Vec<Checksum> = match &pool {
-        Some(pool) => pool.install(|| plan.segments.par_iter().map(segment_checksum).collect()),
-        None => plan.segments.iter().map(segment_checksum).collect(),
-    };
+    // Segment checksums stream along with the chunks, in order: a separate pass would read the file twice.
+    let mut segment_hashes: Vec<Xxh3> = plan.segments.iter().map(|_| Xxh3::new()).collect();
     pipeline(
         pool.as_ref(),
         &tasks,
         |scratch, task: &ChunkTask, slot: &mut CodedSlot| {
-            let values = &file[task.range.clone()];
+            let values = &bytes[task.range.clone()];
             slot.xxh3 = xxhash_rust::xxh3::xxh3_64(values);
             encode_chunk(task.layout, values, scratch, &mut slot.payload);
             Ok(())
         },
         |task, slot| {
-            let values = &file[task.range.clone()];
+            let values = &bytes[task.range.clone()];
             let offset = writer.append(&slot.payload)?;
             segment_chunks[task.segment].push(Chunk {
                 offset,
@@ -218,11 +219,14 @@ pub fn compress<W: Write + Send>(
                 len: values.len() as u64,
                 xxh3: Checksum(slot.xxh3),
             });
+            segment_hashes[task.segment].update(values);
             hash_into(&mut file_hash, values, parallel);
+            file.release(task.range.clone());
             options.progress.advance(values.len() as u64);
             Ok(())
         },
     )?;
+    let segment_checksums = segment_hashes.iter().map(|hash| Checksum(hash.digest()));
 
     let segments = plan
         .segments
@@ -246,9 +250,9 @@ pub fn compress<W: Write + Send>(
             segment
         })
         .collect();
-    let source = Source {
+    let source = SourceFile {
         format: plan.format.name().to_owned(),
-        len: file.len() as u64,
+        len: bytes.len() as u64,
         blake3: file_hash.finalize().to_hex().to_string(),
     };
     let manifest = Manifest::new(source, options.chunk_size as u64, segments);
@@ -283,7 +287,7 @@ struct DecodeTask<'a> {
 }
 
 /// Decodes `container` into `out`, checking each chunk and the whole file against the manifest. On error, what was written to `out` must be discarded.
-pub fn decompress<B: AsRef<[u8]> + Sync, W: Write + Send>(
+pub fn decompress<B: AsRef<[u8]> + Source, W: Write + Send>(
     container: &Container<B>,
     options: &DecompressOptions,
     mut out: W,
@@ -324,8 +328,11 @@ pub fn decompress<B: AsRef<[u8]> + Sync, W: Write + Send>(
             slot.resize(task.chunk.len as usize, 0);
             decode_checked(container, segment, task.layout, task.index, slot, scratch)
         },
-        |_, slot| {
+        |task, slot| {
             out.write_all(slot)?;
+            let payload =
+                task.chunk.offset as usize..(task.chunk.offset + task.chunk.stored) as usize;
+            container.storage().release(payload);
             hash_into(&mut file_hash, slot, parallel);
             options.progress.advance(slot.len() as u64);
             Ok(())

@@ -31,6 +31,7 @@ mod file;
 mod mapped;
 mod progress;
 mod route;
+mod source;
 
 pub use archive::Archive;
 pub use engine::{compress, decompress, decompress_into, CompressOptions, DecompressOptions};
@@ -41,4 +42,5 @@ pub use file::{
 };
 pub use progress::Progress;
 pub use route::{layout_for, route_tensors, Format, Plan, PlannedSegment, PlannedTensor};
+pub use source::Source;
 pub use tenzip_container::{Container, Manifest, Segment, SegmentKind};
