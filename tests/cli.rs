@@ -1,12 +1,8 @@
 //! The `tenzip` binary: file naming, overwrite rules, --rm, exit codes, JSON output, damaged input.
 
-use crate::util::{fixtures_dir, listing, scratch_with, tenzip};
+use crate::util::{fixtures_dir, listing, scratch_with, stderr, tenzip};
 
 const FIXTURE: &str = "minilm-slice.bf16.safetensors";
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 #[test]
 fn compress_then_decompress_restores_identical_bytes() {

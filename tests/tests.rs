@@ -4,6 +4,7 @@ mod cli;
 mod corpus;
 mod damage;
 mod extract;
+mod folders;
 mod fuzz;
 mod gguf;
 mod low_precision;

@@ -70,6 +70,11 @@ pub fn tenzip(dir: &Path, args: &[&str]) -> Output {
         .expect("tenzip runs")
 }
 
+/// The standard error of a run, for assertion messages.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// A scratch folder holding a copy of one fixture; returns the folder and the copy's file name.
 pub fn scratch_with(fixture: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -22,13 +22,18 @@ Examples:
   tenzip verify model.safetensors.tzp        decodes everything and checks every checksum
   tenzip inspect model.safetensors.tzp       per-tensor sizes, ratios and layouts
   tenzip compress -T 4 --json *.safetensors  four threads, a JSON summary on stdout
+  tenzip compress -r ~/models/llama           every safetensors and GGUF file in the folder tree
+  tenzip decompress -r ~/models/llama         restores every .tzp file in it
 
 Exit codes: 0 success, 1 an operation failed, 2 bad usage.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Compress safetensors files into .tzp files.
-    #[command(after_help = "Example: tenzip compress -o out.tzp model.safetensors")]
+    /// Compress safetensors and GGUF files (or model folders) into .tzp files.
+    #[command(
+        after_help = "Examples:\n  tenzip compress -o out.tzp model.safetensors\n  \
+                            tenzip compress --all -r Llama-3.2-1B/   every file of a Hugging Face model folder"
+    )]
     Compress(CompressArgs),
     /// Restore the original files from .tzp files.
     #[command(after_help = "Example: tenzip decompress --rm model.safetensors.tzp")]
@@ -61,6 +66,9 @@ pub struct RunArgs {
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Walk folders given as inputs into their subfolders too.
+    #[arg(short, long)]
+    pub recursive: bool,
 }
 
 /// Flags of the commands that write files.
@@ -81,9 +89,12 @@ pub struct WriteArgs {
 
 #[derive(Debug, Args)]
 pub struct CompressArgs {
-    /// Files to compress.
+    /// Files to compress, or folders: their safetensors and GGUF files (and with --all, every other file).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// In folders, also compress files that are not safetensors or GGUF (config, tokenizer), as opaque bytes.
+    #[arg(long)]
+    pub all: bool,
     /// Output file (one input only). Default: the input's name with .tzp added.
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
@@ -99,7 +110,7 @@ pub struct CompressArgs {
 
 #[derive(Debug, Args)]
 pub struct DecompressArgs {
-    /// .tzp files to restore.
+    /// .tzp files to restore, or folders holding them.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Output file (one input only). Default: the input's name without .tzp.
@@ -111,7 +122,7 @@ pub struct DecompressArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// .tzp files to check.
+    /// .tzp files to check, or folders holding them.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     #[command(flatten)]

@@ -2,6 +2,7 @@
 //! Exit codes: 0 success, 1 an operation failed, 2 bad usage.
 
 mod args;
+mod inputs;
 mod progress;
 mod report;
 
@@ -10,11 +11,13 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use rayon::prelude::*;
 use tenzip::{CompressOptions, DecompressOptions, Summary};
 
 use args::{
     Cli, Command, CompressArgs, DecompressArgs, ExtractArgs, InspectArgs, RunArgs, VerifyArgs,
 };
+use inputs::{Input, Wanted};
 use report::{Direction, FileReport, Reporter};
 
 const EXIT_FAILED: u8 = 1;
@@ -47,18 +50,49 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs `operation` on each input, reporting each; the exit code is 1 if any failed.
+/// Files at least this long are coded one at a time with every thread; shorter ones run side by side with one
+/// thread each, so that a model folder of shards and small files keeps every core busy.
+const SHARED_FILE_LEN: u64 = 64 << 20;
+
+/// Runs `operation` on each input (given the threads it may use) and reports each, in input order; a
+/// failure does not stop the others. The exit code is 1 if any failed.
 fn run_each(
     command: &'static str,
     run: &RunArgs,
-    inputs: &[PathBuf],
-    mut operation: impl FnMut(&Path) -> anyhow::Result<FileReport>,
+    inputs: &[Input],
+    operation: impl Fn(&Input, usize) -> anyhow::Result<FileReport> + Sync,
 ) -> ExitCode {
+    let threads = match run.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let (large, small): (Vec<usize>, Vec<usize>) = (0..inputs.len()).partition(|&index| {
+        threads == 1
+            || std::fs::metadata(&inputs[index].path).map_or(true, |m| m.len() >= SHARED_FILE_LEN)
+    });
+    let mut results: Vec<Option<anyhow::Result<FileReport>>> =
+        inputs.iter().map(|_| None).collect();
+    for index in large {
+        results[index] = Some(operation(&inputs[index], threads));
+    }
+    let side_by_side = || -> Vec<(usize, anyhow::Result<FileReport>)> {
+        small
+            .par_iter()
+            .map(|&index| (index, operation(&inputs[index], 1)))
+            .collect()
+    };
+    let small_results = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(side_by_side),
+        Err(_) => side_by_side(),
+    };
+    for (index, result) in small_results {
+        results[index] = Some(result);
+    }
     let mut reporter = Reporter::new(command, run.quiet, run.json);
-    for input in inputs {
-        match operation(input) {
+    for (input, result) in inputs.iter().zip(results) {
+        match result.expect("every input ran") {
             Ok(report) => reporter.success(report),
-            Err(err) => reporter.failure(input, &err),
+            Err(err) => reporter.failure(&input.path, &err),
         }
     }
     if reporter.finish() {
@@ -68,8 +102,29 @@ fn run_each(
     }
 }
 
+/// The inputs of a command, folders expanded; says on stderr how many files in folders were left alone.
+fn expand_inputs(paths: &[PathBuf], wanted: Wanted, run: &RunArgs) -> anyhow::Result<Vec<Input>> {
+    let (inputs, skipped) = inputs::expand(paths, wanted, run.recursive)?;
+    if skipped > 0 && !run.quiet && !run.json {
+        eprintln!(
+            "tenzip: left {skipped} other files in the folders as they are (--all to include them)"
+        );
+    }
+    if inputs.is_empty() {
+        bail!(
+            "no files to work on in {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(inputs)
+}
+
 /// `-o` names one output, so it makes sense with one input only.
-fn check_single_output(output: &Option<PathBuf>, inputs: &[PathBuf]) -> anyhow::Result<()> {
+fn check_single_output(output: &Option<PathBuf>, inputs: &[Input]) -> anyhow::Result<()> {
     if output.is_some() && inputs.len() > 1 {
         bail!(
             "-o/--output needs exactly one input file, got {}",
@@ -80,10 +135,14 @@ fn check_single_output(output: &Option<PathBuf>, inputs: &[PathBuf]) -> anyhow::
 }
 
 fn compress(args: CompressArgs) -> anyhow::Result<ExitCode> {
-    check_single_output(&args.output, &args.files)?;
+    let inputs = expand_inputs(
+        &args.files,
+        Wanted::Originals { all: args.all },
+        &args.write.run,
+    )?;
+    check_single_output(&args.output, &inputs)?;
     let options = CompressOptions {
         chunk_size: args.chunk_size,
-        threads: args.write.run.threads,
         generic: args.generic,
         overwrite: args.write.force,
         ..CompressOptions::default()
@@ -91,8 +150,13 @@ fn compress(args: CompressArgs) -> anyhow::Result<ExitCode> {
     Ok(run_each(
         "compress",
         &args.write.run,
-        &args.files,
-        |input| {
+        &inputs,
+        |input, threads| {
+            let Input {
+                path: input,
+                generic,
+            } = input;
+            let input = input.as_path();
             let output = args
                 .output
                 .clone()
@@ -101,13 +165,15 @@ fn compress(args: CompressArgs) -> anyhow::Result<ExitCode> {
             let summary = progress::show(&args.write.run, input, total, |progress| {
                 let options = CompressOptions {
                     progress,
+                    threads,
+                    generic: options.generic || *generic,
                     ..options.clone()
                 };
                 tenzip::compress_file(input, &output, &options)
             })?;
             if args.write.remove_input {
                 let verify = DecompressOptions {
-                    threads: args.write.run.threads,
+                    threads,
                     ..DecompressOptions::default()
                 };
                 tenzip::verify_file(&output, &verify)
@@ -125,17 +191,18 @@ fn compress(args: CompressArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn decompress(args: DecompressArgs) -> anyhow::Result<ExitCode> {
-    check_single_output(&args.output, &args.files)?;
+    let inputs = expand_inputs(&args.files, Wanted::Containers, &args.write.run)?;
+    check_single_output(&args.output, &inputs)?;
     let options = DecompressOptions {
-        threads: args.write.run.threads,
         overwrite: args.write.force,
         ..DecompressOptions::default()
     };
     Ok(run_each(
         "decompress",
         &args.write.run,
-        &args.files,
-        |input| {
+        &inputs,
+        |input, threads| {
+            let input = input.path.as_path();
             let output = match &args.output {
                 Some(output) => output.clone(),
                 None => without_tzp_extension(input)?,
@@ -145,6 +212,7 @@ fn decompress(args: DecompressArgs) -> anyhow::Result<ExitCode> {
             let summary = progress::show(&args.write.run, input, total, |progress| {
                 let options = DecompressOptions {
                     progress,
+                    threads,
                     ..options.clone()
                 };
                 tenzip::decompress_file(input, &output, &options)
@@ -163,15 +231,14 @@ fn decompress(args: DecompressArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let options = DecompressOptions {
-        threads: args.run.threads,
-        ..DecompressOptions::default()
-    };
-    Ok(run_each("verify", &args.run, &args.files, |input| {
+    let inputs = expand_inputs(&args.files, Wanted::Containers, &args.run)?;
+    Ok(run_each("verify", &args.run, &inputs, |input, threads| {
+        let input = input.path.as_path();
         let summary: Summary = progress::show(&args.run, input, restored_len(input), |progress| {
             let options = DecompressOptions {
                 progress,
-                ..options.clone()
+                threads,
+                ..DecompressOptions::default()
             };
             tenzip::verify_file(input, &options)
         })?;
