@@ -308,3 +308,29 @@ fn a_kill_leaves_the_input_and_no_final_output() {
         .iter()
         .all(|name| name == "zeros.bin" || name.ends_with(".partial")));
 }
+
+#[test]
+fn analyze_measures_fields_and_draws_pictures() {
+    let (dir, name) = scratch_with(FIXTURE);
+    let out = tenzip(dir.path(), &["analyze", "--json", "--plot", "plots", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bf16 = &report["dtypes"][0];
+    assert_eq!(bf16["dtype"], "BF16");
+    assert!(bf16["ratio"].as_f64().unwrap() < 0.8);
+    assert!(bf16["limit_ratio"].as_f64().unwrap() <= bf16["ratio"].as_f64().unwrap());
+    let exponent = report["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["dtype"] == "BF16" && f["stream"] == "bits 14..7")
+        .unwrap();
+    assert!(exponent["entropy_bits"].as_f64().unwrap() < 4.0);
+    let plots = report["plots"].as_array().unwrap();
+    assert_eq!(plots.len(), 2, "BF16 exponents and ratio per tensor: {plots:?}");
+    for plot in plots {
+        let svg = std::fs::read_to_string(dir.path().join(plot.as_str().unwrap())).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    }
+    assert!(!listing(dir.path()).iter().any(|n| n.ends_with(".tzp")), "nothing written");
+}

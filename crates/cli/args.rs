@@ -52,6 +52,20 @@ pub enum Command {
         after_help = "Example: tenzip inspect --json model.safetensors.tzp | jq '.segments[0]'"
     )]
     Inspect(InspectArgs),
+    /// Measure a safetensors or GGUF file without writing anything: per dtype and field, the entropy, the
+    /// order-0 limit and the ratio tenzip reaches.
+    #[command(after_help = "Examples:\n  tenzip analyze model.safetensors\n  \
+                            tenzip analyze --plot plots/ model.gguf   exponent histograms and ratio per tensor as SVG")]
+    Analyze(AnalyzeArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  tenzip completions bash > ~/.local/share/bash-completion/completions/tenzip\n  \
+                            tenzip completions zsh > ~/.zfunc/_tenzip"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Flags of every command that codes data.
@@ -153,6 +167,22 @@ pub struct InspectArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Print JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// safetensors or GGUF files to measure.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Write pictures (SVG) into this folder: exponent histograms per dtype, ratio per tensor.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
+    /// Worker threads (0: one per core).
+    #[arg(short = 'T', long, default_value_t = 0, value_name = "N")]
+    pub threads: usize,
+    /// Print JSON on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
 }

@@ -3,6 +3,7 @@
 
 mod args;
 mod inputs;
+mod plot;
 mod progress;
 mod report;
 
@@ -15,7 +16,8 @@ use rayon::prelude::*;
 use tenzip::{CompressOptions, DecompressOptions, Summary};
 
 use args::{
-    Cli, Command, CompressArgs, DecompressArgs, ExtractArgs, InspectArgs, RunArgs, VerifyArgs,
+    AnalyzeArgs, Cli, Command, CompressArgs, DecompressArgs, ExtractArgs, InspectArgs, RunArgs,
+    VerifyArgs,
 };
 use inputs::{Input, Wanted};
 use report::{Direction, FileReport, Reporter};
@@ -40,6 +42,12 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify(args),
         Command::Extract(args) => Ok(extract(args)),
         Command::Inspect(args) => inspect(args),
+        Command::Analyze(args) => Ok(analyze(args)),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "tenzip", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -292,6 +300,34 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn analyze(args: AnalyzeArgs) -> ExitCode {
+    let options = CompressOptions {
+        threads: args.threads,
+        ..CompressOptions::default()
+    };
+    let mut failed = false;
+    for input in &args.files {
+        let analysed = || -> anyhow::Result<()> {
+            let analysis = tenzip::analyze_file(input, &options)?;
+            let pictures = match &args.plot {
+                Some(dir) => plot::write_all(&analysis, input, dir)?,
+                None => Vec::new(),
+            };
+            report::print_analysis(input, &analysis, &pictures, args.json);
+            Ok(())
+        };
+        if let Err(err) = analysed() {
+            eprintln!("tenzip: {err:#}");
+            failed = true;
+        }
+    }
+    if failed {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// The size a `.tzp` file restores to, for the progress bar (0 if its manifest cannot be read: the

@@ -364,3 +364,146 @@ fn human_bytes(bytes: u64) -> String {
         format!("{value:.1} {}", UNITS[unit])
     }
 }
+
+#[derive(Serialize)]
+struct AnalysisJson<'a> {
+    file: String,
+    format: &'a str,
+    bytes: u64,
+    stored_bytes: u64,
+    ratio: f64,
+    dtypes: Vec<DtypeJson<'a>>,
+    fields: Vec<FieldJson<'a>>,
+    tensors: Vec<TensorJson<'a>>,
+    plots: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct DtypeJson<'a> {
+    dtype: &'a str,
+    layout: &'a str,
+    tensors: usize,
+    bytes: u64,
+    stored_bytes: u64,
+    ratio: f64,
+    /// Order-0 limit of the layout, per tensor, tables not counted.
+    limit_ratio: f64,
+}
+
+#[derive(Serialize)]
+struct FieldJson<'a> {
+    dtype: &'a str,
+    layout: &'a str,
+    split: &'a str,
+    stream: &'a str,
+    symbols: u64,
+    entropy_bits: f64,
+    limit_bytes: f64,
+}
+
+#[derive(Serialize)]
+struct TensorJson<'a> {
+    name: &'a str,
+    dtype: &'a str,
+    bytes: u64,
+    stored_bytes: u64,
+    ratio: f64,
+}
+
+pub fn print_analysis(
+    path: &Path,
+    analysis: &tenzip::Analysis,
+    plots: &[std::path::PathBuf],
+    json: bool,
+) {
+    let report = AnalysisJson {
+        file: path.display().to_string(),
+        format: analysis.format,
+        bytes: analysis.file_len,
+        stored_bytes: analysis.compressed_len,
+        ratio: ratio(analysis.compressed_len, analysis.file_len),
+        dtypes: analysis
+            .dtypes
+            .iter()
+            .map(|d| DtypeJson {
+                dtype: &d.dtype,
+                layout: &d.layout,
+                tensors: d.tensors,
+                bytes: d.bytes,
+                stored_bytes: d.stored_bytes,
+                ratio: ratio(d.stored_bytes, d.bytes),
+                limit_ratio: if d.bytes == 0 {
+                    1.0
+                } else {
+                    d.limit_bytes / d.bytes as f64
+                },
+            })
+            .collect(),
+        fields: analysis
+            .fields
+            .iter()
+            .map(|f| FieldJson {
+                dtype: &f.dtype,
+                layout: &f.layout,
+                split: f.split,
+                stream: &f.stream,
+                symbols: f.symbols,
+                entropy_bits: f.entropy_bits,
+                limit_bytes: f.limit_bytes,
+            })
+            .collect(),
+        tensors: analysis
+            .tensors
+            .iter()
+            .map(|t| TensorJson {
+                name: &t.name,
+                dtype: &t.dtype,
+                bytes: t.bytes,
+                stored_bytes: t.stored_bytes,
+                ratio: ratio(t.stored_bytes, t.bytes),
+            })
+            .collect(),
+        plots: plots.iter().map(|p| p.display().to_string()).collect(),
+    };
+    if json {
+        print_json(&report);
+        return;
+    }
+    let mut out = format!(
+        "{}: {} file, {} => {} ({:.2}%) with tenzip, nothing written\n\n",
+        report.file,
+        report.format,
+        human_bytes(report.bytes),
+        human_bytes(report.stored_bytes),
+        report.ratio * 100.0
+    );
+    out += &format!(
+        "{:<12} {:<14} {:>7} {:>12} {:>8} {:>13}\n",
+        "dtype", "layout", "tensors", "bytes", "tenzip", "order-0 limit"
+    );
+    for d in &report.dtypes {
+        out += &format!(
+            "{:<12} {:<14} {:>7} {:>12} {:>7.2}% {:>12.2}%\n",
+            d.dtype,
+            d.layout,
+            d.tensors,
+            d.bytes,
+            d.ratio * 100.0,
+            d.limit_ratio * 100.0
+        );
+    }
+    out += &format!(
+        "\n{:<12} {:<14} {:<8} {:<28} {:>12} {:>12} {:>13}\n",
+        "dtype", "layout", "split", "stream", "symbols", "bits/symbol", "limit bytes"
+    );
+    for f in &report.fields {
+        out += &format!(
+            "{:<12} {:<14} {:<8} {:<28} {:>12} {:>12.3} {:>13.0}\n",
+            f.dtype, f.layout, f.split, f.stream, f.symbols, f.entropy_bits, f.limit_bytes
+        );
+    }
+    for plot in &report.plots {
+        out += &format!("wrote {plot}\n");
+    }
+    write_stdout(&out);
+}

@@ -74,6 +74,21 @@ impl BlockFormat {
         None
     }
 
+    /// What stream number `stream` holds: `"scale@0 high"`, `"bytes@2..34"`.
+    pub(crate) fn stream_name(&self, stream: usize) -> String {
+        let mut first = 0;
+        for field in self.fields {
+            let (start, end) = (field.offset, field.offset + field.len);
+            match field.kind {
+                FieldKind::F16 if stream == first => return format!("scale@{start} high"),
+                FieldKind::F16 if stream == first + 1 => return format!("scale@{start} low"),
+                FieldKind::Bytes if stream == first => return format!("bytes@{start}..{end}"),
+                _ => first += field.stream_count(),
+            }
+        }
+        format!("stream {stream}")
+    }
+
     /// Bytes per block in stream number `stream`.
     pub(crate) fn stream_len(&self, stream: usize) -> usize {
         self.fields

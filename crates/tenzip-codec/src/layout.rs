@@ -222,8 +222,28 @@ impl Split {
         }
     }
 
-    /// Splits `values` (a whole number of values) into `stream_count()` streams of one byte per value.
-    pub(crate) fn split(self, values: &[u8], streams: &mut [Vec<u8>]) {
+    /// What stream number `stream` holds, for reports: "exponent", "low nibble", "scale@0 high".
+    pub fn stream_name(self, stream: usize) -> String {
+        let name = match (self, stream) {
+            (Split::Bytes, _) => "bytes",
+            (Split::Codes, _) => "codes",
+            (Split::Fields16, 0) => "bits 14..7",
+            (Split::Fields16, _) => "sign, bits 6..0",
+            (Split::Fields32, 0) => "exponent",
+            (Split::Fields32, 1) => "sign and mantissa 22..16",
+            (Split::Fields32, 2) => "mantissa 15..8",
+            (Split::Fields32, _) => "mantissa 7..0",
+            (Split::Fp8Fields { .. }, 0) => "exponent",
+            (Split::Fp8Fields { .. }, _) => "sign and mantissa",
+            (Split::Nibbles, 0) => "low nibble",
+            (Split::Nibbles, _) => "high nibble",
+            (Split::Blocks(format), stream) => return format.stream_name(stream),
+        };
+        name.to_owned()
+    }
+
+    /// Splits `values` (a whole number of values) into `stream_count()` streams, reusing their buffers.
+    pub fn split(self, values: &[u8], streams: &mut [Vec<u8>]) {
         let count = match self {
             Split::Fields16 => values.len() / 2,
             Split::Fields32 => values.len() / 4,

@@ -24,6 +24,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod analyze;
 mod archive;
 mod engine;
 mod error;
@@ -33,6 +34,9 @@ mod progress;
 mod route;
 mod source;
 
+pub use analyze::{
+    analyze, analyze_file, Analysis, DtypeStats, ExponentHistogram, FieldStats, TensorStats,
+};
 pub use archive::Archive;
 pub use engine::{compress, decompress, decompress_into, CompressOptions, DecompressOptions};
 pub use error::{Error, ErrorKind};
