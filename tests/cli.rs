@@ -108,17 +108,20 @@ fn inspect_lists_every_tensor() {
     assert_eq!(query["dtype"], "BF16");
     assert_eq!(query["shape"], serde_json::json!([384, 384]));
     assert_eq!(query["bytes"], 384 * 384 * 2);
-    assert_eq!(query["layout"], "bf16-split");
+    assert_eq!(query["layout"], "bf16-channels-384");
+    assert_eq!(query["route"], "dtype BF16, 384 channels");
     assert!(query["ratio"].as_f64().unwrap() < 0.8);
-    assert_eq!(query["route"], "dtype BF16");
     let codings = query["codings"].as_object().unwrap();
     let coded_chunks: u64 = codings.values().map(|n| n.as_u64().unwrap()).sum();
     assert_eq!(coded_chunks, query["chunks"].as_u64().unwrap());
     for coding in codings.keys() {
         let (split, modes) = coding.split_once(' ').unwrap();
-        assert_eq!(split, "fields");
         let modes: Vec<&str> = modes.split('+').collect();
-        assert_eq!(modes.len(), 2, "exponent and sign+mantissa: {coding}");
+        match split {
+            "fields" => assert_eq!(modes.len(), 2, "exponent and sign+mantissa: {coding}"),
+            "channels" => assert_eq!(modes[..2], ["parts", "parts"], "{coding}"),
+            other => panic!("split {other}"),
+        }
         assert_ne!(modes[0], "raw", "exponents are always entropy-coded");
     }
 
@@ -327,10 +330,17 @@ fn analyze_measures_fields_and_draws_pictures() {
         .unwrap();
     assert!(exponent["entropy_bits"].as_f64().unwrap() < 4.0);
     let plots = report["plots"].as_array().unwrap();
-    assert_eq!(plots.len(), 2, "BF16 exponents and ratio per tensor: {plots:?}");
+    assert_eq!(
+        plots.len(),
+        2,
+        "BF16 exponents and ratio per tensor: {plots:?}"
+    );
     for plot in plots {
         let svg = std::fs::read_to_string(dir.path().join(plot.as_str().unwrap())).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     }
-    assert!(!listing(dir.path()).iter().any(|n| n.ends_with(".tzp")), "nothing written");
+    assert!(
+        !listing(dir.path()).iter().any(|n| n.ends_with(".tzp")),
+        "nothing written"
+    );
 }

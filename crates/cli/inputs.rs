@@ -74,7 +74,9 @@ fn walk(
         }
         match classify(&path, wanted) {
             Some(generic) => inputs.push(Input { path, generic }),
-            None => *skipped += 1,
+            // Outputs of an earlier run are not news; other files are worth a mention.
+            None if !is_container(&path) => *skipped += 1,
+            None => {}
         }
     }
     Ok(())
@@ -85,10 +87,9 @@ fn classify(path: &Path, wanted: Wanted) -> Option<bool> {
     let extension = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase());
-    let is_container = extension.as_deref() == Some("tzp");
     match wanted {
-        Wanted::Containers => is_container.then_some(false),
-        Wanted::Originals { .. } if is_container => None,
+        Wanted::Containers => is_container(path).then_some(false),
+        Wanted::Originals { .. } if is_container(path) => None,
         Wanted::Originals { .. }
             if matches!(extension.as_deref(), Some("safetensors" | "gguf")) =>
         {
@@ -96,6 +97,11 @@ fn classify(path: &Path, wanted: Wanted) -> Option<bool> {
         }
         Wanted::Originals { all } => all.then_some(true),
     }
+}
+
+fn is_container(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("tzp"))
 }
 
 /// A temporary output of a tenzip run (`.name.XXXX.partial`), which is never an input.

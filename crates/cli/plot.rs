@@ -83,7 +83,10 @@ fn exponent_histogram(stem: &str, histogram: &ExponentHistogram) -> String {
     let visible = |&count: &u64| count > 0 && count * 10_000 >= total;
     let normal = &histogram.counts[1..];
     let first = normal.iter().position(visible).map_or(0, |index| index + 1);
-    let last = normal.iter().rposition(visible).map_or(0, |index| index + 1);
+    let last = normal
+        .iter()
+        .rposition(visible)
+        .map_or(0, |index| index + 1);
     let peak =
         histogram.counts.iter().copied().max().unwrap_or(0).max(1) as f64 / total.max(1) as f64;
     let zeros = histogram.counts.first().copied().unwrap_or(0) as f64 / total.max(1) as f64;

@@ -34,7 +34,7 @@ pub fn encode_chunk(layout: Layout, values: &[u8], scratch: &mut Scratch, payloa
         "{layout} chunks hold whole values"
     );
     payload.clear();
-    let choice = layout.choose_split(values);
+    let choice = choose_split(layout, values, scratch);
     if layout.split_count() > 1 {
         payload.push(choice as u8);
     }
@@ -42,9 +42,13 @@ pub fn encode_chunk(layout: Layout, values: &[u8], scratch: &mut Scratch, payloa
         .split(choice)
         .expect("choose_split picks an existing split");
     let (streams, regroup) = scratch.parts(split.stream_count());
-    split.split(values, streams);
+    split.split(values, streams, regroup);
     for (index, stream) in streams.iter().enumerate() {
+        let parts = split.parts(index);
         match split.context_of(index) {
+            _ if parts > 1 && !stream.is_empty() => {
+                entropy::encode_block_parts(stream, parts, payload)
+            }
             Some(context) => {
                 entropy::encode_block_given(stream, &streams[context], payload, regroup)
             }
@@ -53,6 +57,57 @@ pub fn encode_chunk(layout: Layout, values: &[u8], scratch: &mut Scratch, payloa
         }
     }
 }
+
+/// The index of the split of `layout` expected to code `values` smallest. Each candidate splits a sample of
+/// the chunk into the scratch streams and is costed at the order-0 entropy of each stream (of each part, for
+/// streams coded per channel), scaled up to the whole chunk, plus an estimate of its tables, times the
+/// split's [`Split::speed_penalty`]. Only layouts with a choice pay for this.
+fn choose_split(layout: Layout, values: &[u8], scratch: &mut Scratch) -> usize {
+    if layout.split_count() == 1 {
+        return 0;
+    }
+    let value_size = layout.value_size();
+    let sample_values = (SAMPLE_LEN / value_size).max(SAMPLE_MIN_VALUES);
+    let sample = &values[..values.len().min(sample_values * value_size)];
+    let scale = values.len() as f64 / sample.len().max(1) as f64;
+    let mut best = (0, f64::INFINITY);
+    for index in 0..layout.split_count() {
+        let split = layout.split(index).expect("index below split_count");
+        let (streams, transposed) = scratch.parts(split.stream_count());
+        split.split(sample, streams, transposed);
+        let cost = streams
+            .iter()
+            .enumerate()
+            .filter(|(_, stream)| !stream.is_empty())
+            .flat_map(|(stream_index, stream)| {
+                stream.chunks_exact(stream.len() / split.parts(stream_index))
+            })
+            .map(|part| estimated_block_len(part, scale))
+            .sum::<f64>()
+            * split.speed_penalty();
+        if cost < best.1 {
+            best = (index, cost);
+        }
+    }
+    best.0
+}
+
+/// Bytes of a chunk the split estimate looks at (rounded to whole values) ...
+const SAMPLE_LEN: usize = 64 << 10;
+/// ... but at least this many values (rows, for per-channel layouts, whose tables need enough of them).
+const SAMPLE_MIN_VALUES: usize = 512;
+
+/// Bytes an order-0 block of `symbols`, scaled `scale` times, is expected to take: the entropy, a table, the
+/// block header.
+fn estimated_block_len(symbols: &[u8], scale: f64) -> f64 {
+    let histogram = entropy::histogram(symbols);
+    let distinct = histogram.iter().filter(|&&count| count > 0).count();
+    entropy::entropy_bytes(&histogram) * scale + TABLE_BYTES_PER_SYMBOL * distinct as f64 + 5.0
+}
+
+/// What a coded table costs per symbol it holds, roughly: a Huffman length is a nibble, a tANS frequency a
+/// varint byte or two.
+const TABLE_BYTES_PER_SYMBOL: f64 = 1.0;
 
 /// How one coded chunk was coded: its split and the mode of each of its streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +163,6 @@ pub fn decode_chunk(
             value_size: layout.value_size(),
         });
     }
-    let values = out.len() / layout.value_size();
     let (split, mut rest) = read_split(layout, payload)?;
     let count = split.stream_count();
     let (buffers, regroup) = scratch.parts(count);
@@ -117,7 +171,7 @@ pub fn decode_chunk(
     for index in 0..count {
         let (block, used) = Block::parse(rest)?;
         rest = &rest[used..];
-        let len = split.stream_len(index, values);
+        let len = split.stream_len(index, out.len());
         if let Block::Raw(bytes) = block {
             if bytes.len() == len {
                 stored[index] = Some(bytes);
@@ -144,13 +198,14 @@ pub fn decode_chunk(
     for ((stream, stored), buffer) in streams.iter_mut().zip(stored).zip(buffers.iter()) {
         *stream = stored.unwrap_or(buffer);
     }
-    split.merge(&streams[..count], out);
+    split.merge(&streams[..count], out, regroup);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ChannelFloat;
     use proptest::prelude::*;
 
     fn round_trip(layout: Layout, values: &[u8]) -> usize {
@@ -194,8 +249,49 @@ mod tests {
     }
 
     #[test]
+    fn small_chunks_take_the_split_with_smaller_tables() {
+        // 64 FP8 values over all 16 exponents and 16 sign+mantissa codes, 64 distinct codes: the two
+        // 16-symbol tables cost less than one of 64 symbols, and the entropies are equal.
+        let small: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37)).collect();
+        assert_eq!(
+            choose_split(Layout::F8E4M3, &small, &mut Scratch::default()),
+            1
+        );
+        // A large chunk with exponent and mantissa correlated: the whole code is far smaller.
+        let large: Vec<u8> = (0..100_000u32)
+            .map(|i| [0x38, 0x41, 0xb9, 0xc0][i as usize % 4])
+            .collect();
+        assert_eq!(
+            choose_split(Layout::F8E4M3, &large, &mut Scratch::default()),
+            0
+        );
+        assert_eq!(
+            choose_split(Layout::Bf16, &large, &mut Scratch::default()),
+            0
+        );
+    }
+
+    #[test]
+    fn channels_with_their_own_exponents_take_per_channel_tables() {
+        // 4096 rows of 16 BF16 channels; each channel has its own exponent, mantissas vary.
+        let values: Vec<u8> = (0..4096u32 * 16)
+            .flat_map(|i| {
+                let (row, channel) = (i / 16, i % 16);
+                let exponent = 100 + channel * 2 + (row % 2);
+                ((exponent << 7 | row.wrapping_mul(2654435761) >> 25) as u16).to_le_bytes()
+            })
+            .collect();
+        let layout = Layout::Bf16.channels(16).unwrap();
+        assert_eq!(choose_split(layout, &values, &mut Scratch::default()), 1);
+        let flat = round_trip(Layout::Bf16, &values);
+        let per_channel = round_trip(layout, &values);
+        assert!(per_channel * 100 < flat * 95, "{per_channel} vs {flat}");
+    }
+
+    #[test]
     fn every_split_fits_the_stream_arrays() {
-        for layout in Layout::all() {
+        let per_channel = ChannelFloat::ALL.map(|float| Layout::Channels { float, channels: 8 });
+        for layout in Layout::all().chain(per_channel) {
             for split in (0..layout.split_count()).filter_map(|index| layout.split(index)) {
                 assert!(split.stream_count() <= MAX_STREAMS, "{layout}");
             }
@@ -225,7 +321,8 @@ mod tests {
     proptest! {
         #[test]
         fn every_layout_round_trips(values in prop::collection::vec(any::<u8>(), 0..4096)) {
-            for layout in Layout::all() {
+            let per_channel = ChannelFloat::ALL.map(|float| Layout::Channels { float, channels: 3 });
+            for layout in Layout::all().chain(per_channel) {
                 let whole = values.len() / layout.value_size() * layout.value_size();
                 round_trip(layout, &values[..whole]);
             }

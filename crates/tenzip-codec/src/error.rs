@@ -51,6 +51,14 @@ pub enum Error {
         /// Bytes per value of the layout.
         value_size: usize,
     },
+    /// A parts block whose part count does not divide the stream.
+    #[error("stream of {len} bytes cannot be cut into {parts} equal parts")]
+    Parts {
+        /// The stored part count.
+        parts: usize,
+        /// The stream's length.
+        len: usize,
+    },
     /// A grouped block where the stream has no context to group by.
     #[error("grouped block in a stream that has no context stream")]
     UnexpectedGrouping,

@@ -24,11 +24,13 @@
 #![deny(missing_docs)]
 
 pub mod blocks;
+pub mod channels;
 mod chunk;
 pub mod entropy;
 mod error;
 mod layout;
 
+pub use channels::ChannelFloat;
 pub use chunk::{chunk_coding, decode_chunk, encode_chunk, ChunkCoding, Scratch};
 pub use error::Error;
 pub use layout::{Layout, Split};

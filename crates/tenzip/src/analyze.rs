@@ -119,7 +119,7 @@ pub fn analyze(file: &[u8], options: &CompressOptions) -> Result<Analysis, Error
             for (stream, histogram) in histograms.iter().enumerate() {
                 let key = (
                     tensor.dtype.clone(),
-                    layout.name().to_owned(),
+                    layout.name().into_owned(),
                     split_index,
                     stream,
                 );
@@ -139,10 +139,10 @@ pub fn analyze(file: &[u8], options: &CompressOptions) -> Result<Analysis, Error
             tensor_limit = tensor_limit.min(split_limit);
         }
         let stats = dtypes
-            .entry((tensor.dtype.clone(), layout.name().to_owned()))
+            .entry((tensor.dtype.clone(), layout.name().into_owned()))
             .or_insert_with(|| DtypeStats {
                 dtype: tensor.dtype.clone(),
-                layout: layout.name().to_owned(),
+                layout: layout.name().into_owned(),
                 tensors: 0,
                 bytes: 0,
                 stored_bytes: 0,
@@ -214,11 +214,12 @@ fn stream_histograms(
     chunk_size: usize,
 ) -> Vec<[u64; 256]> {
     let split = layout.split(split_index).expect("index below split_count");
-    let step = (chunk_size / layout.value_size()).max(1) * layout.value_size();
+    let step = layout.chunk_len(chunk_size, tenzip_container::MAX_CHUNK_LEN as usize);
     let mut histograms = vec![[0u64; 256]; split.stream_count()];
     let mut streams = vec![Vec::new(); split.stream_count()];
+    let mut scratch = Vec::new();
     for chunk in bytes.chunks(step) {
-        split.split(chunk, &mut streams);
+        split.split(chunk, &mut streams, &mut scratch);
         for (histogram, stream) in histograms.iter_mut().zip(&streams) {
             for (sum, count) in histogram.iter_mut().zip(entropy::histogram(stream)) {
                 *sum += u64::from(count);

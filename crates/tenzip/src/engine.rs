@@ -237,7 +237,7 @@ pub fn compress<S: Source + ?Sized, W: Write + Send>(
             let mut segment = Segment::new(
                 planned.kind,
                 planned.range.clone(),
-                planned.layout.name(),
+                &planned.layout.name(),
                 xxh3,
                 chunks,
             );
@@ -264,10 +264,9 @@ pub fn compress<S: Source + ?Sized, W: Write + Send>(
 fn chunk_tasks(plan: &Plan, chunk_size: usize) -> Vec<ChunkTask> {
     let mut tasks = Vec::new();
     for (segment, planned) in plan.segments.iter().enumerate() {
-        let value_size = planned.layout.value_size();
-        let step = (chunk_size.clamp(1, tenzip_container::MAX_CHUNK_LEN as usize) / value_size)
-            .max(1)
-            * value_size;
+        let step = planned
+            .layout
+            .chunk_len(chunk_size, tenzip_container::MAX_CHUNK_LEN as usize);
         let (start, end) = (planned.range.start as usize, planned.range.end as usize);
         tasks.extend((start..end).step_by(step).map(|chunk_start| ChunkTask {
             segment,

@@ -235,7 +235,24 @@ fn ggml_layout(tensor: &tenzip_gguf::Tensor) -> (Layout, String) {
     } else {
         format!("GGML {ggml_type}")
     };
-    (layout, route)
+    // GGUF lists dimensions innermost first.
+    let outermost_first: Vec<u64> = tensor.shape.iter().rev().copied().collect();
+    with_channels((layout, route), &outermost_first)
+}
+
+/// The per-channel variant of a float layout for tensors of rank 2 and more (shape outermost first): a
+/// channel is a position in the last dimension, or in the last two for rank 3 and more (`[tokens, heads,
+/// head_dim]` K/V caches). Each chunk still chooses: flat, or one exponent table per channel.
+fn with_channels((layout, route): (Layout, String), shape: &[u64]) -> (Layout, String) {
+    let channels = match shape {
+        [.., _, last] if shape.len() == 2 => Some(*last),
+        [.., _, second_last, last] => second_last.checked_mul(*last),
+        _ => None,
+    };
+    match channels.and_then(|channels| Some((layout.channels(channels)?, channels))) {
+        Some((per_channel, channels)) => (per_channel, format!("{route}, {channels} channels")),
+        None => (layout, route),
+    }
 }
 
 /// A safetensors file starts with a little-endian header length that fits in the file, then `{`.
@@ -269,7 +286,7 @@ pub fn route_tensors(tensors: &[TensorEntry]) -> Vec<(Layout, String)> {
                 (Layout::Bytes, dtype) => format!("dtype {}, no field layout", dtype.name()),
                 (_, dtype) => format!("dtype {}", dtype.name()),
             };
-            (layout, route)
+            with_channels((layout, route), &tensor.shape)
         })
         .collect();
     for (index, tensor) in tensors.iter().enumerate() {
@@ -442,7 +459,10 @@ mod tests {
             entry("p.weight_packed", Dtype::U8, &[16, 64]),
             entry("p.weight_scale", Dtype::F8E4M3, &[16, 8]),
         ];
-        assert_eq!(layouts(&nvfp4), [Layout::F4E2M1, Layout::F8E4M3]);
+        assert_eq!(
+            layouts(&nvfp4),
+            [Layout::F4E2M1, Layout::F8E4M3.channels(8).unwrap()]
+        );
         let per_tensor_scale = [
             entry("p.weight_packed", Dtype::U8, &[4, 32]),
             entry("p.weight_scale", Dtype::F8E4M3, &[1]),
@@ -477,6 +497,28 @@ mod tests {
             range: 0..0,
         };
         ggml_layout(&tensor).0
+    }
+
+    #[test]
+    fn floats_of_rank_two_and_more_may_be_coded_per_channel() {
+        let tensors = [
+            entry("k", Dtype::BF16, &[2048, 3, 64]),
+            entry("w", Dtype::F16, &[64, 384]),
+            entry("wide", Dtype::BF16, &[4, 4096]),
+            entry("v", Dtype::BF16, &[4096]),
+            entry("f32", Dtype::F32, &[64, 64]),
+        ];
+        let routes = route_tensors(&tensors);
+        assert_eq!(routes[0].0, Layout::Bf16.channels(192).unwrap());
+        assert_eq!(routes[0].1, "dtype BF16, 192 channels");
+        assert_eq!(routes[1].0, Layout::F16.channels(384).unwrap());
+        assert_eq!(
+            routes[2].0,
+            Layout::Bf16,
+            "more channels than tables pay for"
+        );
+        assert_eq!(routes[3].0, Layout::Bf16);
+        assert_eq!(routes[4].0, Layout::F32);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! | 3 `Tans` | table-based ANS ([`tans`]): within a few thousandths of a bit of the entropy, slower to decode |
 //! | 4 `Deflate` | raw DEFLATE (RFC 1951), for plain byte streams only ([`encode_block_lz`]) |
 //! | 5 `Grouped` | blocks coding the stream grouped by a context stream ([`encode_block_given`]) |
+//! | 6 `Parts` | `u32` part count, then one block per equal part of the stream ([`encode_block_parts`]) |
 //!
 //! Float fields have no repeats for a dictionary coder to find, so they get the order-0 coders only. Plain
 //! byte streams (headers, integer tensors, opaque files) often do repeat, and there DEFLATE beats any
@@ -45,17 +46,20 @@ pub enum Mode {
     Deflate = 4,
     /// Grouped by a context stream.
     Grouped = 5,
+    /// Equal parts, each its own block.
+    Parts = 6,
 }
 
 impl Mode {
     /// Every mode, in order of its byte.
-    pub const ALL: [Mode; 6] = [
+    pub const ALL: [Mode; 7] = [
         Mode::Raw,
         Mode::Run,
         Mode::Huffman,
         Mode::Tans,
         Mode::Deflate,
         Mode::Grouped,
+        Mode::Parts,
     ];
 
     /// A short lowercase name, for reports.
@@ -67,6 +71,7 @@ impl Mode {
             Mode::Tans => "tans",
             Mode::Deflate => "deflate",
             Mode::Grouped => "grouped",
+            Mode::Parts => "parts",
         }
     }
 
@@ -78,6 +83,7 @@ impl Mode {
             3 => Ok(Mode::Tans),
             4 => Ok(Mode::Deflate),
             5 => Ok(Mode::Grouped),
+            6 => Ok(Mode::Parts),
             other => Err(Error::UnknownMode(other)),
         }
     }
@@ -229,6 +235,22 @@ pub fn encode_block_given(
     }
 }
 
+/// Appends a block coding `symbols` as `parts` equal parts, each with its own code (for a stream laid out
+/// channel by channel, one table per channel). `symbols` must be a non-empty multiple of `parts` long.
+pub fn encode_block_parts(symbols: &[u8], parts: usize, out: &mut Vec<u8>) {
+    assert!(
+        parts > 0 && !symbols.is_empty() && symbols.len() % parts == 0,
+        "whole, non-empty parts"
+    );
+    let parts_u32 = u32::try_from(parts).expect("fewer than 2^32 parts");
+    write_block(out, Mode::Parts, |body| {
+        body.extend_from_slice(&parts_u32.to_le_bytes());
+        for part in symbols.chunks_exact(symbols.len() / parts) {
+            encode_block(part, body);
+        }
+    });
+}
+
 fn write_block(out: &mut Vec<u8>, mode: Mode, write_body: impl FnOnce(&mut Vec<u8>)) {
     let header_at = out.len();
     out.push(mode as u8);
@@ -254,6 +276,8 @@ pub enum Block<'a> {
     Deflate(&'a [u8]),
     /// Blocks grouped by a context stream.
     Grouped(&'a [u8]),
+    /// A part count and one block per part.
+    Parts(&'a [u8]),
 }
 
 impl<'a> Block<'a> {
@@ -266,6 +290,7 @@ impl<'a> Block<'a> {
             Block::Tans(_) => Mode::Tans,
             Block::Deflate(_) => Mode::Deflate,
             Block::Grouped(_) => Mode::Grouped,
+            Block::Parts(_) => Mode::Parts,
         }
     }
 
@@ -290,6 +315,7 @@ impl<'a> Block<'a> {
             Mode::Tans => Block::Tans(body),
             Mode::Deflate => Block::Deflate(body),
             Mode::Grouped => Block::Grouped(body),
+            Mode::Parts => Block::Parts(body),
         };
         Ok((block, BLOCK_HEADER_LEN + body_len))
     }
@@ -312,6 +338,7 @@ impl<'a> Block<'a> {
     pub fn decode_into(&self, out: &mut [u8]) -> Result<(), Error> {
         match *self {
             Block::Grouped(_) => return Err(Error::UnexpectedGrouping),
+            Block::Parts(body) => decode_parts(body, out)?,
             Block::Raw(bytes) if bytes.len() == out.len() => out.copy_from_slice(bytes),
             Block::Raw(bytes) => {
                 return Err(Error::RawLength {
@@ -343,6 +370,28 @@ impl<'a> Block<'a> {
         }
         Ok(())
     }
+}
+
+/// Decodes a parts body: the part count, then one block per equal part of `out`.
+fn decode_parts(body: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    let count = take(body, 0, 4, "part count")?;
+    let parts = u32::from_le_bytes([count[0], count[1], count[2], count[3]]) as usize;
+    if parts == 0 || out.is_empty() || out.len() % parts != 0 {
+        return Err(Error::Parts {
+            parts,
+            len: out.len(),
+        });
+    }
+    let mut rest = &body[4..];
+    for part in out.chunks_exact_mut(out.len() / parts) {
+        let (block, used) = Block::parse(rest)?;
+        block.decode_into(part)?;
+        rest = &rest[used..];
+    }
+    if !rest.is_empty() {
+        return Err(Error::TrailingBytes(rest.len()));
+    }
+    Ok(())
 }
 
 /// Decodes the block at the front of `input` into `out`, which must be exactly as long as the stream was.

@@ -1,0 +1,272 @@
+//! Per-channel coding of float tensors of rank 2 and more: the exponent (with the sign where it fits a byte)
+//! gets one table per channel, where a channel is a position in the trailing dimensions.
+//!
+//! Keys of a K/V cache have outlier channels whose exponents sit far from the rest, and some weight matrices
+//! have rows or columns with their own scale: one table per channel codes such exponents in fewer bits than
+//! one table for the whole tensor. A chunk holds whole rows; each channel-grouped stream is stored transposed
+//! (channel by channel) and coded as one part per channel ([`encode_block_parts`](crate::entropy)), the rest of
+//! the value (the mantissa, nearly uniform) as flat streams.
+
+/// The most channels a layout may have: per-channel tables for more would cost more than they save on
+/// chunks of ordinary size.
+pub const MAX_CHANNELS: u32 = 1024;
+
+/// The float formats that can be coded per channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChannelFloat {
+    /// bfloat16: exponent and sign per channel, as two streams (together they take 9 bits); the 7 mantissa
+    /// bits flat.
+    Bf16,
+    /// IEEE half: sign with exponent per channel; mantissa bits 9..8 and 7..0 flat.
+    F16,
+    /// FP8 E4M3 (either variant): sign with exponent per channel; the 3 mantissa bits flat.
+    F8E4M3,
+    /// FP8 E5M2 (either variant): sign with exponent per channel; the 2 mantissa bits flat.
+    F8E5M2,
+}
+
+impl ChannelFloat {
+    /// Every format.
+    pub const ALL: [ChannelFloat; 4] = [
+        ChannelFloat::Bf16,
+        ChannelFloat::F16,
+        ChannelFloat::F8E4M3,
+        ChannelFloat::F8E5M2,
+    ];
+
+    /// The prefix of layout names: `"bf16"` in `"bf16-channels-192"`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            ChannelFloat::Bf16 => "bf16",
+            ChannelFloat::F16 => "f16",
+            ChannelFloat::F8E4M3 => "f8-e4m3",
+            ChannelFloat::F8E5M2 => "f8-e5m2",
+        }
+    }
+
+    /// Bytes per element.
+    pub fn element_size(self) -> usize {
+        match self {
+            ChannelFloat::Bf16 | ChannelFloat::F16 => 2,
+            ChannelFloat::F8E4M3 | ChannelFloat::F8E5M2 => 1,
+        }
+    }
+
+    pub(crate) fn stream_count(self) -> usize {
+        match self {
+            ChannelFloat::Bf16 | ChannelFloat::F16 => 3,
+            ChannelFloat::F8E4M3 | ChannelFloat::F8E5M2 => 2,
+        }
+    }
+
+    /// Streams grouped by channel; they come first.
+    fn grouped_count(self) -> usize {
+        match self {
+            ChannelFloat::Bf16 => 2,
+            _ => 1,
+        }
+    }
+
+    /// Whether stream `stream` is grouped by channel.
+    pub(crate) fn grouped(self, stream: usize) -> bool {
+        stream < self.grouped_count()
+    }
+
+    pub(crate) fn stream_name(self, stream: usize) -> &'static str {
+        match (self, stream) {
+            (ChannelFloat::Bf16, 0) => "exponent per channel",
+            (ChannelFloat::Bf16, 1) => "sign per channel",
+            (ChannelFloat::Bf16, _) => "mantissa",
+            (_, 0) => "sign and exponent per channel",
+            (ChannelFloat::F16, 1) => "mantissa 9..8",
+            (ChannelFloat::F16, _) => "mantissa 7..0",
+            (_, _) => "mantissa",
+        }
+    }
+
+    /// Width of the mantissa of FP8 formats.
+    fn fp8_mantissa_bits(self) -> u32 {
+        match self {
+            ChannelFloat::F8E5M2 => 2,
+            _ => 3,
+        }
+    }
+}
+
+/// Splits whole rows of `channels` elements: every stream first in element order (a flat loop the compiler
+/// vectorises), then the grouped ones transposed channel by channel through `scratch`.
+pub(crate) fn split(
+    float: ChannelFloat,
+    channels: usize,
+    values: &[u8],
+    streams: &mut [Vec<u8>],
+    scratch: &mut Vec<u8>,
+) {
+    match (float, &mut *streams) {
+        (ChannelFloat::Bf16, [exponent, sign, mantissa]) => {
+            for (((value, exponent), sign), mantissa) in values
+                .chunks_exact(2)
+                .zip(exponent.iter_mut())
+                .zip(sign.iter_mut())
+                .zip(mantissa.iter_mut())
+            {
+                let (low, high) = (value[0], value[1]);
+                *exponent = (high << 1) | (low >> 7);
+                *sign = high >> 7;
+                *mantissa = low & 0x7f;
+            }
+        }
+        (ChannelFloat::F16, [sign_exponent, high_mantissa, low_mantissa]) => {
+            for (((value, sign_exponent), high_mantissa), low_mantissa) in values
+                .chunks_exact(2)
+                .zip(sign_exponent.iter_mut())
+                .zip(high_mantissa.iter_mut())
+                .zip(low_mantissa.iter_mut())
+            {
+                *sign_exponent = value[1] >> 2;
+                *high_mantissa = value[1] & 0x03;
+                *low_mantissa = value[0];
+            }
+        }
+        (ChannelFloat::F8E4M3 | ChannelFloat::F8E5M2, [sign_exponent, mantissa]) => {
+            let bits = float.fp8_mantissa_bits();
+            let mask = (1u8 << bits) - 1;
+            for ((&code, sign_exponent), mantissa) in values
+                .iter()
+                .zip(sign_exponent.iter_mut())
+                .zip(mantissa.iter_mut())
+            {
+                *sign_exponent = code >> bits;
+                *mantissa = code & mask;
+            }
+        }
+        (float, streams) => unreachable!("{float:?} has {} streams", streams.len()),
+    }
+    for stream in streams.iter_mut().take(float.grouped_count()) {
+        scratch.clear();
+        scratch.extend_from_slice(stream);
+        let rows = stream.len() / channels;
+        transpose(scratch, rows, channels, stream);
+    }
+}
+
+/// Inverse of [`split`]: the grouped streams transposed back through `scratch`, then a flat merge.
+pub(crate) fn merge(
+    float: ChannelFloat,
+    channels: usize,
+    streams: &[&[u8]],
+    out: &mut [u8],
+    scratch: &mut Vec<u8>,
+) {
+    let elements = out.len() / float.element_size();
+    let rows = elements / channels;
+    scratch.clear();
+    scratch.resize(elements * float.grouped_count(), 0);
+    let (first, second) = scratch.split_at_mut(elements);
+    transpose(streams[0], channels, rows, first);
+    match (float, streams) {
+        (ChannelFloat::Bf16, [_, sign, mantissa]) => {
+            transpose(sign, channels, rows, second);
+            for (((value, &exponent), &sign), &mantissa) in out
+                .chunks_exact_mut(2)
+                .zip(first.iter())
+                .zip(second.iter())
+                .zip(mantissa.iter())
+            {
+                value[0] = exponent << 7 | mantissa;
+                value[1] = sign << 7 | exponent >> 1;
+            }
+        }
+        (ChannelFloat::F16, [_, high_mantissa, low_mantissa]) => {
+            for (((value, &sign_exponent), &high), &low) in out
+                .chunks_exact_mut(2)
+                .zip(first.iter())
+                .zip(high_mantissa.iter())
+                .zip(low_mantissa.iter())
+            {
+                value[0] = low;
+                value[1] = sign_exponent << 2 | high;
+            }
+        }
+        (ChannelFloat::F8E4M3 | ChannelFloat::F8E5M2, [_, mantissa]) => {
+            let bits = float.fp8_mantissa_bits();
+            for ((value, &sign_exponent), &mantissa) in
+                out.iter_mut().zip(first.iter()).zip(mantissa.iter())
+            {
+                *value = sign_exponent << bits | mantissa;
+            }
+        }
+        (float, streams) => unreachable!("{float:?} has {} streams", streams.len()),
+    }
+}
+
+/// The transpose works on square tiles of this many bytes a side: each source row segment and each target
+/// row segment is one cache line, read or written whole within one tile. Streams of per-channel layouts often
+/// have a power-of-two length per channel, so a plain strided loop would keep hitting the same cache sets.
+const TILE: usize = 64;
+
+/// Writes the `rows` x `columns` byte matrix `source` (row by row) into `target` column by column.
+fn transpose(source: &[u8], rows: usize, columns: usize, target: &mut [u8]) {
+    let mut tile = [[0u8; TILE]; TILE];
+    for row_start in (0..rows).step_by(TILE) {
+        let row_end = (row_start + TILE).min(rows);
+        for column_start in (0..columns).step_by(TILE) {
+            let column_end = (column_start + TILE).min(columns);
+            let width = column_end - column_start;
+            for (row, tile_row) in (row_start..row_end).zip(tile.iter_mut()) {
+                let start = row * columns + column_start;
+                tile_row[..width].copy_from_slice(&source[start..start + width]);
+            }
+            for column in column_start..column_end {
+                let target_row = &mut target[column * rows + row_start..column * rows + row_end];
+                for (byte, tile_row) in target_row.iter_mut().zip(tile.iter()) {
+                    *byte = tile_row[column - column_start];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(float: ChannelFloat, channels: usize, values: &[u8]) -> Vec<Vec<u8>> {
+        let elements = values.len() / float.element_size();
+        let mut streams = vec![vec![0; elements]; float.stream_count()];
+        let mut scratch = Vec::new();
+        split(float, channels, values, &mut streams, &mut scratch);
+        let mut out = vec![0; values.len()];
+        let views: Vec<&[u8]> = streams.iter().map(Vec::as_slice).collect();
+        merge(float, channels, &views, &mut out, &mut scratch);
+        assert_eq!(out, values, "{float:?}");
+        streams
+    }
+
+    #[test]
+    fn every_bit_pattern_survives() {
+        let all_16: Vec<u8> = (0..=u16::MAX).flat_map(u16::to_le_bytes).collect();
+        let all_8: Vec<u8> = (0..=u8::MAX).collect();
+        for float in ChannelFloat::ALL {
+            let values = if float.element_size() == 2 {
+                &all_16
+            } else {
+                &all_8
+            };
+            round_trip(float, 16, values);
+            round_trip(float, 256, values);
+        }
+    }
+
+    #[test]
+    fn grouped_streams_are_transposed() {
+        // 2 rows of 3 FP8 E4M3 channels: the sign+exponent stream lists channel 0's rows first.
+        let streams = round_trip(
+            ChannelFloat::F8E4M3,
+            3,
+            &[0x08, 0x10, 0x18, 0x09, 0x11, 0x19],
+        );
+        assert_eq!(streams[0], [1, 1, 2, 2, 3, 3]);
+        assert_eq!(streams[1], [0, 0, 0, 1, 1, 1]);
+    }
+}
