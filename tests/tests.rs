@@ -7,6 +7,7 @@ mod extract;
 mod folders;
 mod fuzz;
 mod gguf;
+mod kv;
 mod low_precision;
 mod properties;
 mod roundtrip;

@@ -89,6 +89,11 @@ struct FileResult {
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
+    if let [flag, rest @ ..] = args {
+        if flag == "--kv" {
+            return crate::kv::bench(rest.first().map(Path::new));
+        }
+    }
     let args = parse_args(args)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if args.quick {

@@ -4,10 +4,12 @@
 //! - `gen-gguf-fixtures`: writes `fixtures/gguf/` with the reference GGUF writer (Python `gguf`).
 //! - `bench [FILES...]`: ratio and speed of tenzip beside zstd and ZipNN on the corpus.
 //! - `bounded-memory [--size GIB]`: peak memory and speed of the CLI on a file far larger than its buffers.
+//! - `kv-capture [--out DIR]`: real K/V caches of a small language model; `bench --kv [DIR]` measures them.
 
 mod bench;
 mod bounded;
 mod fixtures;
+mod kv;
 mod python;
 
 use std::path::{Path, PathBuf};
@@ -23,9 +25,10 @@ fn main() -> anyhow::Result<()> {
         Some("gen-gguf-fixtures") => gguf_fixtures(),
         Some("bench") => bench::run(&rest),
         Some("bounded-memory") => bounded::run(&rest),
+        Some("kv-capture") => kv::capture(&rest),
         _ => bail!(
             "usage: cargo xtask <gen-fixtures [--check] | gen-gguf-fixtures | bench [--runs N] [FILES...] | \
-             bounded-memory [--size GIB] [--dir DIR]>"
+             bounded-memory [--size GIB] [--dir DIR] | kv-capture [--out DIR] | bench --kv [DIR]>"
         ),
     }
 }

@@ -1,6 +1,7 @@
 //! One chunk: split into field streams, each coded as an [`entropy`](crate::entropy) block.
 
 use crate::entropy::{self, Block};
+use crate::rows::{self, RepeatedRows};
 use crate::{Error, Layout, Split};
 
 /// Buffers reused from chunk to chunk: allocating and first-touching fresh stream buffers for every chunk
@@ -23,7 +24,9 @@ impl Scratch {
 }
 
 /// Codes one chunk of values into `payload` (cleared first): for layouts with several splits, one byte
-/// naming the split, then one block per stream of the split, in order.
+/// naming the split, then one block per stream of the split, in order. For per-channel layouts whose rows
+/// repeat, the byte after the last split's index, the distinct row count (`u32` LE), a block of row
+/// references (`u32` LE each), then the distinct rows coded as a chunk of their own.
 ///
 /// # Panics
 /// If `values.len()` is not a multiple of `layout.value_size()`; callers cut chunks on value boundaries.
@@ -34,6 +37,19 @@ pub fn encode_chunk(layout: Layout, values: &[u8], scratch: &mut Scratch, payloa
         "{layout} chunks hold whole values"
     );
     payload.clear();
+    if let Some(repeated) = RepeatedRows::find(layout, values) {
+        payload.push(layout.split_count() as u8);
+        let distinct_rows = repeated.distinct.len() / layout.value_size();
+        payload.extend_from_slice(&(distinct_rows as u32).to_le_bytes());
+        entropy::encode_block_lz(&repeated.references, payload);
+        encode_split(layout, &repeated.distinct, scratch, payload);
+        return;
+    }
+    encode_split(layout, values, scratch, payload);
+}
+
+/// Appends the split byte (where the layout has a choice) and one block per stream of the best split.
+fn encode_split(layout: Layout, values: &[u8], scratch: &mut Scratch, payload: &mut Vec<u8>) {
     let choice = choose_split(layout, values, scratch);
     if layout.split_count() > 1 {
         payload.push(choice as u8);
@@ -56,6 +72,31 @@ pub fn encode_chunk(layout: Layout, values: &[u8], scratch: &mut Scratch, payloa
             None => entropy::encode_block(stream, payload),
         }
     }
+}
+
+/// Whether a per-channel layout's payload starts with the repeated-rows marker; returns the rest after it.
+fn repeated_rows(layout: Layout, payload: &[u8]) -> Option<&[u8]> {
+    match payload.split_first() {
+        Some((&marker, rest))
+            if matches!(layout, Layout::Channels { .. })
+                && usize::from(marker) == layout.split_count() =>
+        {
+            Some(rest)
+        }
+        _ => None,
+    }
+}
+
+/// The distinct row count and the reference block at the front of a repeated-rows payload (after its
+/// marker), checked against the chunk's `rows`; returns them and the nested chunk after them.
+fn read_repeated_rows(rest: &[u8], rows: usize) -> Result<(usize, Block<'_>, &[u8]), Error> {
+    let count = entropy::take(rest, 0, 4, "distinct row count")?;
+    let distinct = u32::from_le_bytes(count.try_into().expect("4 bytes")) as usize;
+    if distinct > rows || (distinct == 0 && rows > 0) {
+        return Err(Error::DistinctRows { distinct, rows });
+    }
+    let (references, used) = Block::parse(&rest[4..])?;
+    Ok((distinct, references, &rest[4 + used..]))
 }
 
 /// The index of the split of `layout` expected to code `values` smallest. Each candidate splits a sample of
@@ -97,13 +138,19 @@ const SAMPLE_LEN: usize = 64 << 10;
 /// ... but at least this many values (rows, for per-channel layouts, whose tables need enough of them).
 const SAMPLE_MIN_VALUES: usize = 512;
 
-/// Bytes an order-0 block of `symbols`, scaled `scale` times, is expected to take: the entropy, a table, the
-/// block header.
+/// Bytes an order-0 block of `symbols`, scaled `scale` times, is expected to take: the entropy, a table, and
+/// the fixed framing of a coded block.
 fn estimated_block_len(symbols: &[u8], scale: f64) -> f64 {
     let histogram = entropy::histogram(symbols);
     let distinct = histogram.iter().filter(|&&count| count > 0).count();
-    entropy::entropy_bytes(&histogram) * scale + TABLE_BYTES_PER_SYMBOL * distinct as f64 + 5.0
+    entropy::entropy_bytes(&histogram) * scale
+        + TABLE_BYTES_PER_SYMBOL * distinct as f64
+        + BLOCK_FRAMING_BYTES
 }
+
+/// Fixed bytes of a coded block beyond its table: the block header (5), the sub-stream lengths (4 for tANS,
+/// 12 for Huffman) and the tANS final states (12), about.
+const BLOCK_FRAMING_BYTES: f64 = 20.0;
 
 /// What a coded table costs per symbol it holds, roughly: a Huffman length is a nibble, a tANS frequency a
 /// varint byte or two.
@@ -114,12 +161,21 @@ const TABLE_BYTES_PER_SYMBOL: f64 = 1.0;
 pub struct ChunkCoding {
     /// The split the chunk used.
     pub split: Split,
-    /// The coding mode of each stream, in stream order.
+    /// The coding mode of each stream, in stream order; after the row references' for repeated rows.
     pub modes: Vec<entropy::Mode>,
+    /// Whether the chunk was coded as distinct rows and references to them.
+    pub repeated_rows: bool,
 }
 
 /// How a coded chunk was coded, read from its split byte and block headers alone.
 pub fn chunk_coding(layout: Layout, payload: &[u8]) -> Result<ChunkCoding, Error> {
+    if let Some(rest) = repeated_rows(layout, payload) {
+        let (_, references, nested) = read_repeated_rows(rest, usize::MAX)?;
+        let mut coding = chunk_coding(layout, nested)?;
+        coding.modes.insert(0, references.mode());
+        coding.repeated_rows = true;
+        return Ok(coding);
+    }
     let (split, mut rest) = read_split(layout, payload)?;
     let modes = (0..split.stream_count())
         .map(|_| {
@@ -128,7 +184,11 @@ pub fn chunk_coding(layout: Layout, payload: &[u8]) -> Result<ChunkCoding, Error
             Ok(block.mode())
         })
         .collect::<Result<_, Error>>()?;
-    Ok(ChunkCoding { split, modes })
+    Ok(ChunkCoding {
+        split,
+        modes,
+        repeated_rows: false,
+    })
 }
 
 /// The split a coded chunk names, and the payload after the split byte.
@@ -163,6 +223,28 @@ pub fn decode_chunk(
             value_size: layout.value_size(),
         });
     }
+    if let Some(rest) = repeated_rows(layout, payload) {
+        let row_len = layout.value_size();
+        let rows = out.len() / row_len;
+        let (distinct, references, nested) = read_repeated_rows(rest, rows)?;
+        let mut reference_bytes = vec![0; rows * 4];
+        references.decode_into(&mut reference_bytes)?;
+        // The distinct rows are a chunk of their own; it cannot itself hold repeats (the marker is then an
+        // unknown split), so this recurses once at most.
+        let mut distinct_rows = vec![0; distinct * row_len];
+        decode_split(layout, nested, &mut distinct_rows, scratch)?;
+        return rows::expand(&reference_bytes, &distinct_rows, row_len, out);
+    }
+    decode_split(layout, payload, out, scratch)
+}
+
+/// Decodes a split byte (where the layout has a choice) and the split's blocks into `out`.
+fn decode_split(
+    layout: Layout,
+    payload: &[u8],
+    out: &mut [u8],
+    scratch: &mut Scratch,
+) -> Result<(), Error> {
     let (split, mut rest) = read_split(layout, payload)?;
     let count = split.stream_count();
     let (buffers, regroup) = scratch.parts(count);
@@ -250,9 +332,9 @@ mod tests {
 
     #[test]
     fn small_chunks_take_the_split_with_smaller_tables() {
-        // 64 FP8 values over all 16 exponents and 16 sign+mantissa codes, 64 distinct codes: the two
-        // 16-symbol tables cost less than one of 64 symbols, and the entropies are equal.
-        let small: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37)).collect();
+        // All 256 FP8 codes once each: the whole code needs a 256-symbol table, the fields two of 16, and
+        // the entropies are equal.
+        let small: Vec<u8> = (0..=255u8).collect();
         assert_eq!(
             choose_split(Layout::F8E4M3, &small, &mut Scratch::default()),
             1
@@ -286,6 +368,33 @@ mod tests {
         let flat = round_trip(Layout::Bf16, &values);
         let per_channel = round_trip(layout, &values);
         assert!(per_channel * 100 < flat * 95, "{per_channel} vs {flat}");
+    }
+
+    #[test]
+    fn repeated_rows_are_stored_once() {
+        // 600 rows of 64 FP8 channels drawn from 40 distinct rows, like layer 0 of a K/V cache.
+        let layout = Layout::F8E4M3.channels(64).unwrap();
+        let distinct: Vec<Vec<u8>> = (0..40u32)
+            .map(|row| {
+                (0..64u32)
+                    .map(|c| (row * 131 + c * 29) as u8 % 120)
+                    .collect()
+            })
+            .collect();
+        let values: Vec<u8> = (0..600usize)
+            .flat_map(|row| distinct[row * 7 % 40].clone())
+            .collect();
+        let stored = round_trip(layout, &values);
+        let (mut scratch, mut payload) = (Scratch::default(), Vec::new());
+        encode_chunk(layout, &values, &mut scratch, &mut payload);
+        let coding = chunk_coding(layout, &payload).unwrap();
+        assert!(coding.repeated_rows, "{coding:?}");
+        assert!(stored < 40 * 64 + 600, "{stored} bytes");
+        // A reference past the distinct rows is an error, not a panic.
+        let mut restored = vec![0; values.len()];
+        let mut damaged = payload.clone();
+        damaged[1..5].copy_from_slice(&700u32.to_le_bytes());
+        assert!(decode_chunk(layout, &damaged, &mut restored, &mut scratch).is_err());
     }
 
     #[test]

@@ -51,6 +51,22 @@ pub enum Error {
         /// Bytes per value of the layout.
         value_size: usize,
     },
+    /// A repeated row names a distinct row the chunk does not have.
+    #[error("row reference {index} points past the {rows} distinct rows of the chunk")]
+    RowReference {
+        /// The reference.
+        index: usize,
+        /// Distinct rows in the chunk.
+        rows: usize,
+    },
+    /// A chunk of repeated rows states more distinct rows than it has rows.
+    #[error("chunk of {rows} rows claims {distinct} distinct rows")]
+    DistinctRows {
+        /// The stated distinct row count.
+        distinct: usize,
+        /// The chunk's rows.
+        rows: usize,
+    },
     /// A parts block whose part count does not divide the stream.
     #[error("stream of {len} bytes cannot be cut into {parts} equal parts")]
     Parts {

@@ -29,6 +29,7 @@ mod chunk;
 pub mod entropy;
 mod error;
 mod layout;
+mod rows;
 
 pub use channels::ChannelFloat;
 pub use chunk::{chunk_coding, decode_chunk, encode_chunk, ChunkCoding, Scratch};

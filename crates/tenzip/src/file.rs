@@ -127,7 +127,8 @@ fn segment_codings(
                 source,
             })?;
         let modes: Vec<&str> = coding.modes.iter().map(|mode| mode.name()).collect();
-        let key = format!("{} {}", coding.split.name(), modes.join("+"));
+        let rows = if coding.repeated_rows { "rows+" } else { "" };
+        let key = format!("{rows}{} {}", coding.split.name(), modes.join("+"));
         *counts.entry(key).or_insert(0) += 1;
     }
     Ok(counts)

@@ -29,6 +29,7 @@ mod archive;
 mod engine;
 mod error;
 mod file;
+pub mod kv;
 mod mapped;
 mod progress;
 mod route;
