@@ -26,13 +26,14 @@ fn corpus_files() -> Option<Vec<PathBuf>> {
 }
 
 #[test]
-fn every_corpus_file_round_trips() {
+fn every_corpus_file_and_tensor_round_trips() {
     let Some(files) = corpus_files() else {
         eprintln!(
             "skipped: corpus not fetched (run ../shared/corpus/fetch.sh or set TENZIP_CORPUS)"
         );
         return;
     };
+    let dir = tempfile::tempdir().unwrap();
     for path in files {
         let file = std::fs::read(&path).unwrap();
         let packed = compress_bytes(&file, &CompressOptions::default());
@@ -40,6 +41,19 @@ fn every_corpus_file_round_trips() {
             decompress_bytes(&packed, 0).unwrap() == file,
             "{path:?} did not round-trip"
         );
+        // Every tensor read back alone equals its bytes in the original.
+        let packed_path = dir.path().join("packed.tzp");
+        std::fs::write(&packed_path, &packed).unwrap();
+        let archive = tenzip::Archive::open(&packed_path).unwrap();
+        let names: Vec<String> = archive.tensor_names().map(str::to_owned).collect();
+        for name in names {
+            let segment = archive.tensor(&name).unwrap();
+            let range = segment.offset as usize..(segment.offset + segment.len) as usize;
+            assert!(
+                archive.read_tensor(&name).unwrap() == file[range],
+                "{path:?}: tensor {name}"
+            );
+        }
         eprintln!(
             "{}: {:.4}",
             path.display(),

@@ -8,7 +8,7 @@ use tenzip::CompressOptions;
 use tenzip_gguf::Header;
 use tenzip_types::GgmlType;
 
-use crate::util::{compress_bytes, decompress_bytes, fixtures_dir};
+use crate::util::{assert_round_trip, compress_bytes, fixtures_dir};
 
 fn gguf_fixture(name: &str) -> Vec<u8> {
     let path: PathBuf = fixtures_dir().join("gguf").join(name);
@@ -20,17 +20,7 @@ fn every_fixture_round_trips_at_any_chunk_size() {
     for name in ["all-types.gguf", "v2-align128.gguf", "big-endian.gguf"] {
         let file = gguf_fixture(name);
         for (chunk_size, threads) in [(1 << 20, 1), (1000, 2), (17, 2)] {
-            let options = CompressOptions {
-                chunk_size,
-                threads,
-                ..CompressOptions::default()
-            };
-            let packed = compress_bytes(&file, &options);
-            assert_eq!(
-                decompress_bytes(&packed, threads).unwrap(),
-                file,
-                "{name}, chunks of {chunk_size}"
-            );
+            assert_round_trip(&file, chunk_size, threads, name);
         }
     }
 }

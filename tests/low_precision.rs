@@ -5,7 +5,7 @@ use tenzip::CompressOptions;
 use tenzip_safetensors::{serialize, Padding, TensorData};
 use tenzip_types::Dtype;
 
-use crate::util::{compress_bytes, decompress_bytes};
+use crate::util::{assert_round_trip, compress_bytes};
 
 /// Weight-like FP8 E4M3 codes: mostly small magnitudes around a few exponents, every one of the 256 codes
 /// (NaN 0x7f/0xff and both zeros included) at least once.
@@ -113,17 +113,7 @@ fn every_code_round_trips_at_every_chunk_size() {
     // Small chunks take the field split, large ones the whole codes: both are exercised.
     for chunk_size in [1, 7, 64, 256, 4096, 1 << 20] {
         for threads in [1, 2] {
-            let options = CompressOptions {
-                chunk_size,
-                threads,
-                ..CompressOptions::default()
-            };
-            let packed = compress_bytes(&file, &options);
-            assert_eq!(
-                decompress_bytes(&packed, threads).unwrap(),
-                file,
-                "chunk size {chunk_size}"
-            );
+            assert_round_trip(&file, chunk_size, threads, "low-precision file");
         }
     }
 }

@@ -33,6 +33,22 @@ pub fn compress_bytes(file: &[u8], options: &CompressOptions) -> Vec<u8> {
         .0
 }
 
+/// Compresses `file` with `chunk_size` and `threads` and checks that it restores exactly; returns the
+/// container.
+pub fn assert_round_trip(file: &[u8], chunk_size: usize, threads: usize, what: &str) -> Vec<u8> {
+    let options = CompressOptions {
+        chunk_size,
+        threads,
+        ..CompressOptions::default()
+    };
+    let packed = compress_bytes(file, &options);
+    assert!(
+        decompress_bytes(&packed, threads).unwrap() == file,
+        "{what}: chunks of {chunk_size}, {threads} threads"
+    );
+    packed
+}
+
 /// Restores a container in memory.
 pub fn decompress_bytes(container: &[u8], threads: usize) -> Result<Vec<u8>, tenzip::ErrorKind> {
     let container = Container::open(container)?;

@@ -27,6 +27,9 @@ impl RepeatedRows {
             return None;
         }
         let rows = values.len() / row_len;
+        if !repeats_early(values, row_len) {
+            return None;
+        }
         let mut first_seen: HashMap<&[u8], u32> = HashMap::with_capacity(rows);
         let mut references = Vec::with_capacity(rows * 4);
         let mut distinct = Vec::new();
@@ -44,6 +47,19 @@ impl RepeatedRows {
             distinct,
         })
     }
+}
+
+/// Rows looked at before hashing a whole chunk: in a chunk whose rows repeat enough to pay, some of the
+/// first ones already do, and weight matrices, whose rows never repeat, cost only this much.
+const PROBE_ROWS: usize = 256;
+
+/// Whether any of the first [`PROBE_ROWS`] rows repeats an earlier one.
+fn repeats_early(values: &[u8], row_len: usize) -> bool {
+    let mut seen = std::collections::HashSet::with_capacity(PROBE_ROWS);
+    values
+        .chunks_exact(row_len)
+        .take(PROBE_ROWS)
+        .any(|row| !seen.insert(row))
 }
 
 /// Writes the rows that `references` name from `distinct` into `out`, checking every reference.
