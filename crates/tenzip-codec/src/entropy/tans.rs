@@ -19,6 +19,7 @@
 use super::bits::{write_bits, BitWriter};
 use super::take;
 use crate::Error;
+use std::cell::RefCell;
 
 /// States live in `[2^TABLE_LOG, 2^(TABLE_LOG+1))`; the decoding table has `2^TABLE_LOG` entries (16 KiB).
 pub const TABLE_LOG: u32 = 12;
@@ -315,19 +316,33 @@ impl Entry {
     }
 }
 
-fn decode_table(frequencies: &Frequencies) -> Vec<Entry> {
-    let spread = frequencies.spread();
+/// Fills `table` for `frequencies`: symbols spread as the encoder spreads them, then, walking positions in
+/// increasing order, the `j`-th position holding `s` gets `k = f_s + j` and its bit count and base.
+fn fill_decode_table(frequencies: &Frequencies, table: &mut [Entry; TABLE_SIZE]) {
+    const STEP: usize = (TABLE_SIZE >> 1) + (TABLE_SIZE >> 3) + 3;
+    let mut position = 0;
+    for (symbol, &count) in frequencies.counts.iter().enumerate() {
+        for _ in 0..count {
+            table[position] = Entry(u32::from(symbol as u8) << 8);
+            position = (position + STEP) % TABLE_SIZE;
+        }
+    }
     let mut rank = frequencies.counts;
-    spread
-        .iter()
-        .map(|&symbol| {
-            let k = u32::from(rank[usize::from(symbol)]);
-            rank[usize::from(symbol)] += 1;
-            let bits = TABLE_LOG - k.ilog2();
-            let base = (k << bits) - TABLE_SIZE as u32;
-            Entry(bits | u32::from(symbol) << 8 | base << 16)
-        })
-        .collect()
+    for entry in table.iter_mut() {
+        let symbol = entry.symbol();
+        let k = u32::from(rank[usize::from(symbol)]);
+        rank[usize::from(symbol)] += 1;
+        let bits = TABLE_LOG - k.ilog2();
+        let base = (k << bits) - TABLE_SIZE as u32;
+        *entry = Entry(bits | u32::from(symbol) << 8 | base << 16);
+    }
+}
+
+thread_local! {
+    /// Each thread's decoding table, rebuilt for every block: allocating 16 KiB per block costs as much as
+    /// filling it when blocks are small (one per channel of a per-channel chunk).
+    static DECODE_TABLE: RefCell<Box<[Entry; TABLE_SIZE]>> =
+        RefCell::new(Box::new([Entry::default(); TABLE_SIZE]));
 }
 
 /// Reads a bit-stream backwards from its end: the bits written last come out first.
@@ -493,8 +508,20 @@ fn step(table: &[Entry; TABLE_SIZE], window: u64, position: &mut u32, state: &mu
 /// Decodes a body written by [`encode`] into `out` (exactly the original symbol count).
 pub fn decode(body: &[u8], out: &mut [u8]) -> Result<(), Error> {
     let (frequencies, table_len) = Frequencies::read(body)?;
-    let table = decode_table(&frequencies);
-    let table: &[Entry; TABLE_SIZE] = table.as_slice().try_into().expect("table size");
+    DECODE_TABLE.with(|table| {
+        let mut table = table.borrow_mut();
+        fill_decode_table(&frequencies, &mut table);
+        decode_with(body, table_len, &table, out)
+    })
+}
+
+/// Decodes the sub-streams after the frequency table (`table_len` bytes) with the filled `table`.
+fn decode_with(
+    body: &[u8],
+    table_len: usize,
+    table: &[Entry; TABLE_SIZE],
+    out: &mut [u8],
+) -> Result<(), Error> {
     let first_len = take(body, table_len, 4, "tANS sub-stream length")?;
     let first_len = u32::from_le_bytes(first_len.try_into().expect("4 bytes")) as usize;
     let first_data = take(body, table_len + 4, first_len, "tANS sub-stream")?;
