@@ -68,8 +68,14 @@ fn run_each(
     command: &'static str,
     run: &RunArgs,
     inputs: &[Input],
-    operation: impl Fn(&Input, usize) -> anyhow::Result<FileReport> + Sync,
+    original_len: impl Fn(&Path) -> u64,
+    operation: impl Fn(&Input, usize, &progress::Bars) -> anyhow::Result<FileReport> + Sync,
 ) -> ExitCode {
+    let sizes: Vec<u64> = inputs
+        .iter()
+        .map(|input| original_len(&input.path))
+        .collect();
+    let bars = progress::Bars::new(run, &sizes);
     let threads = match run.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -81,12 +87,12 @@ fn run_each(
     let mut results: Vec<Option<anyhow::Result<FileReport>>> =
         inputs.iter().map(|_| None).collect();
     for index in large {
-        results[index] = Some(operation(&inputs[index], threads));
+        results[index] = Some(operation(&inputs[index], threads, &bars));
     }
     let side_by_side = || -> Vec<(usize, anyhow::Result<FileReport>)> {
         small
             .par_iter()
-            .map(|&index| (index, operation(&inputs[index], 1)))
+            .map(|&index| (index, operation(&inputs[index], 1, &bars)))
             .collect()
     };
     let small_results = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
@@ -96,6 +102,7 @@ fn run_each(
     for (index, result) in small_results {
         results[index] = Some(result);
     }
+    drop(bars);
     let mut reporter = Reporter::new(command, run.quiet, run.json);
     for (input, result) in inputs.iter().zip(results) {
         match result.expect("every input ran") {
@@ -159,7 +166,8 @@ fn compress(args: CompressArgs) -> anyhow::Result<ExitCode> {
         "compress",
         &args.write.run,
         &inputs,
-        |input, threads| {
+        |input| std::fs::metadata(input).map_or(0, |m| m.len()),
+        |input, threads, bars| {
             let Input {
                 path: input,
                 generic,
@@ -170,7 +178,7 @@ fn compress(args: CompressArgs) -> anyhow::Result<ExitCode> {
                 .clone()
                 .unwrap_or_else(|| with_extension_added(input, "tzp"));
             let total = std::fs::metadata(input).map_or(0, |m| m.len());
-            let summary = progress::show(&args.write.run, input, total, |progress| {
+            let summary = bars.show(input, total, |progress| {
                 let options = CompressOptions {
                     progress,
                     threads,
@@ -209,7 +217,8 @@ fn decompress(args: DecompressArgs) -> anyhow::Result<ExitCode> {
         "decompress",
         &args.write.run,
         &inputs,
-        |input, threads| {
+        restored_len,
+        |input, threads, bars| {
             let input = input.path.as_path();
             let output = match &args.output {
                 Some(output) => output.clone(),
@@ -217,7 +226,7 @@ fn decompress(args: DecompressArgs) -> anyhow::Result<ExitCode> {
             };
             // The restore is checked against every checksum before it gets its name, so --rm needs no re-read.
             let total = restored_len(input);
-            let summary = progress::show(&args.write.run, input, total, |progress| {
+            let summary = bars.show(input, total, |progress| {
                 let options = DecompressOptions {
                     progress,
                     threads,
@@ -240,18 +249,24 @@ fn decompress(args: DecompressArgs) -> anyhow::Result<ExitCode> {
 
 fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let inputs = expand_inputs(&args.files, Wanted::Containers, &args.run)?;
-    Ok(run_each("verify", &args.run, &inputs, |input, threads| {
-        let input = input.path.as_path();
-        let summary: Summary = progress::show(&args.run, input, restored_len(input), |progress| {
-            let options = DecompressOptions {
-                progress,
-                threads,
-                ..DecompressOptions::default()
-            };
-            tenzip::verify_file(input, &options)
-        })?;
-        Ok(FileReport::new(input, input, &summary, Direction::Restore))
-    }))
+    Ok(run_each(
+        "verify",
+        &args.run,
+        &inputs,
+        restored_len,
+        |input, threads, bars| {
+            let input = input.path.as_path();
+            let summary: Summary = bars.show(input, restored_len(input), |progress| {
+                let options = DecompressOptions {
+                    progress,
+                    threads,
+                    ..DecompressOptions::default()
+                };
+                tenzip::verify_file(input, &options)
+            })?;
+            Ok(FileReport::new(input, input, &summary, Direction::Restore))
+        },
+    ))
 }
 
 fn extract(args: ExtractArgs) -> ExitCode {
