@@ -78,8 +78,8 @@ fn float_tensors_use_their_field_split_and_compress() {
             "bf16-split",
             "bytes",
             "bf16-split",
-            "bf16-channels-384",
-            "bf16-channels-384",
+            "bf16-split",
+            "bf16-split",
             "bf16-split"
         ]
     );

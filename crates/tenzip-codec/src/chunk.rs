@@ -99,6 +99,21 @@ fn read_repeated_rows(rest: &[u8], rows: usize) -> Result<(usize, Block<'_>, &[u
     Ok((distinct, references, &rest[4 + used..]))
 }
 
+/// Whether coding rows is expected to pay on `sample` (whole rows of a per-channel layout): one table per
+/// channel, or storing repeated rows once, as a chunk of such rows would choose. Routers use it to give a tensor the flat layout, with its shorter
+/// chunks and no per-chunk trial, where the channels would not pay anyway.
+pub fn channels_pay(layout: Layout, sample: &[u8]) -> bool {
+    if !matches!(layout, Layout::Channels { .. }) || sample.len() % layout.value_size() != 0 {
+        return false;
+    }
+    // Repeated rows are found only in per-channel layouts, whose values are rows.
+    if RepeatedRows::find(layout, sample).is_some() {
+        return true;
+    }
+    let choice = choose_split(layout, sample, &mut Scratch::default());
+    matches!(layout.split(choice), Some(Split::Channels { .. }))
+}
+
 /// The index of the split of `layout` expected to code `values` smallest. Each candidate splits a sample of
 /// the chunk into the scratch streams and is costed at the order-0 entropy of each stream (of each part, for
 /// streams coded per channel), scaled up to the whole chunk, plus an estimate of its tables, times the

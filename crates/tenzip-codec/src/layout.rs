@@ -138,7 +138,7 @@ impl Layout {
     }
 
     /// The flat layout a per-channel layout falls back to (itself for every other layout).
-    fn flat(self) -> Layout {
+    pub fn flat(self) -> Layout {
         match self {
             Layout::Channels {
                 float: ChannelFloat::Bf16,

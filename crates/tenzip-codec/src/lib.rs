@@ -32,6 +32,6 @@ mod layout;
 mod rows;
 
 pub use channels::ChannelFloat;
-pub use chunk::{chunk_coding, decode_chunk, encode_chunk, ChunkCoding, Scratch};
+pub use chunk::{channels_pay, chunk_coding, decode_chunk, encode_chunk, ChunkCoding, Scratch};
 pub use error::Error;
 pub use layout::{Layout, Split};

@@ -112,7 +112,7 @@ impl Plan {
         );
         Ok(Plan {
             format: Format::Safetensors,
-            segments,
+            segments: keep_channels_where_they_pay(segments, file),
         })
     }
 
@@ -177,9 +177,32 @@ impl Plan {
         }
         Ok(Plan {
             format: Format::Gguf,
-            segments,
+            segments: keep_channels_where_they_pay(segments, file),
         })
     }
+}
+
+/// Gives per-channel tensors their flat layout where a sample from their middle shows that neither per-channel
+/// tables nor repeated rows would pay: such tensors then get ordinary chunks and no per-chunk trial.
+fn keep_channels_where_they_pay(
+    mut segments: Vec<PlannedSegment>,
+    file: &[u8],
+) -> Vec<PlannedSegment> {
+    for segment in &mut segments {
+        let layout = segment.layout;
+        if !matches!(layout, Layout::Channels { .. }) {
+            continue;
+        }
+        let bytes = &file[segment.range.start as usize..segment.range.end as usize];
+        let row = layout.value_size();
+        let sample_len = bytes.len().min(layout.min_chunk_len()) / row * row;
+        let start = (bytes.len() - sample_len) / 2 / row * row;
+        if !tenzip_codec::channels_pay(layout, &bytes[start..start + sample_len]) {
+            segment.layout = layout.flat();
+            segment.route += ": flat, rows and channels do not pay";
+        }
+    }
+    segments
 }
 
 fn bytes_segment(range: Range<u64>, route: &str) -> PlannedSegment {
