@@ -58,7 +58,11 @@ fn each_type_is_routed_to_its_layout() {
             .unwrap()
     };
     assert_eq!(layout_of("F32"), "f32-split");
-    assert!(layout_of("BF16").starts_with("bf16-"), "{}", layout_of("BF16"));
+    assert!(
+        layout_of("BF16").starts_with("bf16-"),
+        "{}",
+        layout_of("BF16")
+    );
     assert_eq!(layout_of("Q8_0"), "gguf-q8_0");
     assert_eq!(layout_of("Q4_K"), "gguf-q4_k");
     assert_eq!(layout_of("MXFP4"), "gguf-mxfp4");
