@@ -14,8 +14,7 @@ use anyhow::{bail, Context};
 use tenzip::kv::{KvDtype, KvPages};
 use tenzip::{CompressOptions, Container, Plan};
 use tenzip_codec::Layout;
-use tenzip_safetensors::{serialize, Header, Padding, TensorData};
-use tenzip_types::Dtype;
+use tenzip_safetensors::{serialize, Header, OwnedTensor, Padding, TensorData};
 
 use crate::root;
 
@@ -81,7 +80,7 @@ pub fn capture(args: &[String]) -> anyhow::Result<()> {
 /// The first tokens of a few layers of a capture, with their FP8 scales, as a small safetensors file.
 fn fixture_slice(file: &[u8]) -> anyhow::Result<Vec<u8>> {
     let header = Header::parse(file)?;
-    let mut kept: Vec<(String, Dtype, Vec<u64>, Vec<u8>)> = Vec::new();
+    let mut kept: Vec<OwnedTensor> = Vec::new();
     for layer in FIXTURE_LAYERS {
         for kind in ["key", "value", "key_scale", "value_scale"] {
             let name = format!("layers.{layer}.{kind}");
@@ -98,18 +97,15 @@ fn fixture_slice(file: &[u8]) -> anyhow::Result<Vec<u8>> {
                 }
                 _ => (tensor.shape.clone(), bytes.to_vec()),
             };
-            kept.push((name, tensor.dtype, shape, bytes));
+            kept.push(OwnedTensor {
+                name,
+                dtype: tensor.dtype,
+                shape,
+                bytes,
+            });
         }
     }
-    let tensors: Vec<TensorData> = kept
-        .iter()
-        .map(|(name, dtype, shape, bytes)| TensorData {
-            name,
-            dtype: *dtype,
-            shape,
-            bytes,
-        })
-        .collect();
+    let tensors: Vec<TensorData> = kept.iter().map(OwnedTensor::as_data).collect();
     let metadata = BTreeMap::from([(
         "source".to_owned(),
         format!(

@@ -26,4 +26,4 @@ mod write;
 
 pub use error::Error;
 pub use header::{Header, MAX_HEADER_LEN};
-pub use write::{serialize, Padding, TensorData};
+pub use write::{serialize, OwnedTensor, Padding, TensorData};

@@ -17,6 +17,31 @@ pub struct TensorData<'a> {
     pub bytes: &'a [u8],
 }
 
+/// A tensor to write that owns its parts, for callers that gather tensors before serializing them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedTensor {
+    /// The tensor's name.
+    pub name: String,
+    /// The element type.
+    pub dtype: Dtype,
+    /// The shape.
+    pub shape: Vec<u64>,
+    /// The raw bytes; their length must match shape and dtype.
+    pub bytes: Vec<u8>,
+}
+
+impl OwnedTensor {
+    /// A borrowed view for [`serialize`].
+    pub fn as_data(&self) -> TensorData<'_> {
+        TensorData {
+            name: &self.name,
+            dtype: self.dtype,
+            shape: &self.shape,
+            bytes: &self.bytes,
+        }
+    }
+}
+
 /// How many spaces follow the header JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Padding {

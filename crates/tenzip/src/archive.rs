@@ -7,7 +7,7 @@ use tenzip_codec::Scratch;
 use tenzip_container::{Checksum, Container, Manifest, Segment, SegmentKind};
 
 use crate::engine::{decode_checked, describe, segment_layout};
-use tenzip_safetensors::{serialize, Padding, TensorData};
+use tenzip_safetensors::{serialize, OwnedTensor, Padding, TensorData};
 use tenzip_types::Dtype;
 
 use crate::file::{map, write_file_atomically};
@@ -110,22 +110,14 @@ impl Archive {
                         ErrorKind::NoSuchTensor(format!("{name} (no safetensors dtype)")),
                     )
                 })?;
-            tensors.push((
-                name,
+            tensors.push(OwnedTensor {
+                name: name.to_owned(),
                 dtype,
-                segment.shape.clone().unwrap_or_default(),
+                shape: segment.shape.clone().unwrap_or_default(),
                 bytes,
-            ));
+            });
         }
-        let data: Vec<TensorData> = tensors
-            .iter()
-            .map(|(name, dtype, shape, bytes)| TensorData {
-                name,
-                dtype: *dtype,
-                shape,
-                bytes,
-            })
-            .collect();
+        let data: Vec<TensorData> = tensors.iter().map(OwnedTensor::as_data).collect();
         let file = serialize(&data, None, Padding::Align8);
         write_file_atomically(path, &file, overwrite, &self.path)?;
         Ok(file.len() as u64)
