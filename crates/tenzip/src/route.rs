@@ -268,8 +268,8 @@ fn ggml_layout(tensor: &tenzip_gguf::Tensor) -> (Layout, String) {
 /// head_dim]` K/V caches). Each chunk still chooses: flat, or one exponent table per channel.
 fn with_channels((layout, route): (Layout, String), shape: &[u64]) -> (Layout, String) {
     let channels = match shape {
-        [.., _, last] if shape.len() == 2 => Some(*last),
-        [.., _, second_last, last] => second_last.checked_mul(*last),
+        [_, last] => Some(*last),
+        [_, .., second_last, last] => second_last.checked_mul(*last),
         _ => None,
     };
     match channels.and_then(|channels| Some((layout.channels(channels)?, channels))) {
