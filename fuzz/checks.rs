@@ -5,7 +5,7 @@
 //! every round trip must give back the input; the output must not depend on chunk size or thread count.
 
 use tenzip::{CompressOptions, Container, DecompressOptions, Plan};
-use tenzip_codec::{decode_chunk, encode_chunk, Layout, Scratch};
+use tenzip_codec::{decode_chunk, encode_chunk, ChannelFloat, Layout, Scratch};
 
 /// The safetensors header reader on any bytes; what it accepts lies within the file.
 pub fn safetensors_header(data: &[u8]) {
@@ -43,7 +43,11 @@ pub fn codec_round_trip(data: &[u8]) {
     let Some((&selector, values)) = data.split_first() else {
         return;
     };
-    let layouts: Vec<Layout> = Layout::all().collect();
+    // Per-channel layouts too: 3 channels, and 64 (rows long enough to be checked for repeats).
+    let per_channel = [3, 64]
+        .into_iter()
+        .flat_map(|channels| ChannelFloat::ALL.map(|float| Layout::Channels { float, channels }));
+    let layouts: Vec<Layout> = Layout::all().chain(per_channel).collect();
     let layout = layouts[usize::from(selector) % layouts.len()];
     let values = &values[..values.len() / layout.value_size() * layout.value_size()];
     let (mut scratch, mut payload) = (Scratch::default(), Vec::new());
