@@ -413,6 +413,42 @@ mod tests {
     }
 
     #[test]
+    fn malformed_splits_and_blocks_are_errors() {
+        let mut scratch = Scratch::default();
+        let mut out = [0u8; 8];
+        // A split byte past every split (FP8 layouts have two; repeated rows only exist per channel).
+        assert_eq!(
+            decode_chunk(
+                Layout::F8E4M3,
+                &[2, 1, 1, 0, 0, 0, 7],
+                &mut out,
+                &mut scratch
+            ),
+            Err(Error::UnknownSplit {
+                layout: Layout::F8E4M3,
+                index: 2
+            })
+        );
+        // A grouped block where the stream has no context stream.
+        assert_eq!(
+            decode_chunk(Layout::Bytes, &[5, 0, 0, 0, 0], &mut out, &mut scratch),
+            Err(Error::UnexpectedGrouping)
+        );
+        // A parts block whose part count does not divide the stream, or is zero.
+        for parts in [0u32, 3] {
+            let mut payload = vec![6, 4, 0, 0, 0];
+            payload.extend_from_slice(&parts.to_le_bytes());
+            assert_eq!(
+                decode_chunk(Layout::Bytes, &payload, &mut out, &mut scratch),
+                Err(Error::Parts {
+                    parts: parts as usize,
+                    len: 8
+                })
+            );
+        }
+    }
+
+    #[test]
     fn every_split_fits_the_stream_arrays() {
         let per_channel = ChannelFloat::ALL.map(|float| Layout::Channels { float, channels: 8 });
         for layout in Layout::all().chain(per_channel) {
