@@ -39,8 +39,9 @@ pub use writer::Writer;
 pub const MAGIC: [u8; 8] = *b"\x89TZP\r\n\x1a\n";
 /// Last bytes of every complete `.tzp` file.
 pub const END_MAGIC: [u8; 8] = *b"TZP-END\n";
-/// The container version this crate writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The container version this crate writes and reads. Version 2 gave tANS blocks a table log of their own
+/// (version 1, from development builds only, had a fixed one).
+pub const FORMAT_VERSION: u32 = 2;
 /// Magic, version, reserved flags.
 pub const PREAMBLE_LEN: u64 = 16;
 /// Manifest offset, manifest length, manifest checksum, end magic.

@@ -134,7 +134,7 @@ pub fn encode_block(symbols: &[u8], out: &mut Vec<u8>) {
             // Normalising for tANS costs more than building a Huffman code: only try it where Huffman
             // is measurably above the entropy.
             if huffman_len as f64 > entropy_bytes(&histogram) * 1.003 {
-                let frequencies = tans::Frequencies::normalize(&histogram);
+                let frequencies = tans::Frequencies::for_histogram(&histogram);
                 if frequencies.coded_len(&histogram) < huffman_len * 997 / 1000 {
                     write_block(out, Mode::Tans, |body| {
                         tans::encode(symbols, &frequencies, body)
