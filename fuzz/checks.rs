@@ -91,3 +91,37 @@ pub fn chunking_independence(data: &[u8]) {
     let restored = tenzip::decompress(&container, &options, Vec::new()).expect("restores");
     assert!(restored == file);
 }
+
+/// K/V pages: the first byte picks a dtype and shape; the rest, split at its middle, is read as sequence
+/// tables and as a page (errors, never a panic), then a round trip through tables learned from it.
+pub fn kv_pages(data: &[u8]) {
+    use tenzip::kv::{KvDtype, KvPages};
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let dtype = [KvDtype::Bf16, KvDtype::F16, KvDtype::F8E4M3][usize::from(pick % 3)];
+    let (heads, head_dim) = (usize::from(pick >> 2 & 3) + 1, 2 * (usize::from(pick >> 4) + 1));
+    let element = if dtype == KvDtype::F8E4M3 { 1 } else { 2 };
+    let token = heads * head_dim * element;
+    let (tables, page) = rest.split_at(rest.len() / 2);
+    let mut pages = KvPages::new(dtype, heads, head_dim);
+    let mut out = vec![0; page.len() / token * token];
+    let _ = pages.read_tables(tables);
+    let _ = pages.decompress(page, &mut out);
+    let whole = &rest[..rest.len() / token * token];
+    if whole.is_empty() {
+        return;
+    }
+    let mut writer = KvPages::new(dtype, heads, head_dim);
+    let first_half = &whole[..whole.len() / token / 2 * token];
+    writer.learn(if first_half.is_empty() { whole } else { first_half });
+    let mut stored = Vec::new();
+    writer.write_tables(&mut stored);
+    let mut reader = KvPages::new(dtype, heads, head_dim);
+    reader.read_tables(&stored).expect("own tables read back");
+    let mut packed = Vec::new();
+    writer.compress(whole, &mut packed);
+    let mut restored = vec![0; whole.len()];
+    reader.decompress(&packed, &mut restored).expect("own page decodes");
+    assert_eq!(restored, whole);
+}

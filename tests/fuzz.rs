@@ -45,3 +45,8 @@ fn codec_round_trip() {
 fn chunking_independence() {
     replay("chunking_independence", checks::chunking_independence);
 }
+
+#[test]
+fn kv_pages() {
+    replay("kv_pages", checks::kv_pages);
+}

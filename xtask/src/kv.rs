@@ -123,12 +123,15 @@ struct KvRow {
     flat_limit: f64,
     tenzip: f64,
     zstd3: f64,
-    page_ratio: [f64; 2],
-    page_decode_gbps: [f64; 2],
+    /// Per page size, with own tables and with the sequence's.
+    page_ratio: [[f64; 2]; 2],
+    page_decode_gbps: [[f64; 2]; 2],
 }
 
 /// Page sizes, in tokens, of the page-by-page measurement.
 const PAGE_TOKENS: [usize; 2] = [16, 256];
+/// Tokens of a sequence that its tables are learned from: a prefill's worth.
+const LEARN_TOKENS: usize = 256;
 
 pub fn bench(dir: Option<&Path>) -> anyhow::Result<()> {
     let dir = dir.map_or_else(default_dir, Path::to_owned);
@@ -185,12 +188,21 @@ pub fn bench(dir: Option<&Path>) -> anyhow::Result<()> {
                 .sum();
             let shape = &tensors[0].shape;
             let (kv_heads, head_dim) = (shape[1] as usize, shape[2] as usize);
-            let mut page_ratio = [0.0; 2];
-            let mut page_decode_gbps = [0.0; 2];
+            let mut page_ratio = [[0.0; 2]; 2];
+            let mut page_decode_gbps = [[0.0; 2]; 2];
             for (slot, tokens) in PAGE_TOKENS.into_iter().enumerate() {
-                let (ratio, gbps) = pages(dtype, kv_heads, head_dim, tokens, &tensors, &file);
-                page_ratio[slot] = ratio;
-                page_decode_gbps[slot] = gbps;
+                for (tables, learn) in [None, Some(LEARN_TOKENS)].into_iter().enumerate() {
+                    let shape = PageShape {
+                        dtype,
+                        kv_heads,
+                        head_dim,
+                        tokens,
+                        learn,
+                    };
+                    let (ratio, gbps) = pages(shape, &tensors, &file);
+                    page_ratio[slot][tables] = ratio;
+                    page_decode_gbps[slot][tables] = gbps;
+                }
             }
             rows.push(KvRow {
                 file: format!("kv-{name}"),
@@ -205,24 +217,20 @@ pub fn bench(dir: Option<&Path>) -> anyhow::Result<()> {
         }
     }
     let mut report = format!(
-        "Measured by `cargo xtask bench --kv` on {} (one thread for pages). Ratio = compressed / original.\n\n\
-         | cache | tensors | bytes | flat order-0 limit | tenzip | zstd -3 | 16-token pages | 256-token pages | decode GB/s, 16 / 256 |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+        "Measured by `cargo xtask bench --kv` on {} (one thread for pages). Ratio = compressed / original. \
+         Pages: \"own\" codes each page with its own tables; \"seq\" with tables learned from the first {LEARN_TOKENS} \
+         tokens of each layer's sequence, their size included.\n\n\
+         | cache | tensors | bytes | flat order-0 limit | tenzip file | zstd -3 | 16-token pages own / seq | 256-token pages own / seq | decode GB/s 16 own / seq | decode GB/s 256 own / seq |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
         dir.display()
     );
     for row in &rows {
+        let [[own16, seq16], [own256, seq256]] = row.page_ratio;
+        let [[own16_gbps, seq16_gbps], [own256_gbps, seq256_gbps]] = row.page_decode_gbps;
         report += &format!(
-            "| {} | {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} / {:.2} |\n",
-            row.file,
-            row.kind,
-            row.bytes,
-            row.flat_limit,
-            row.tenzip,
-            row.zstd3,
-            row.page_ratio[0],
-            row.page_ratio[1],
-            row.page_decode_gbps[0],
-            row.page_decode_gbps[1]
+            "| {} | {} | {} | {:.4} | {:.4} | {:.4} | {own16:.4} / {seq16:.4} | {own256:.4} / {seq256:.4} | \
+             {own16_gbps:.2} / {seq16_gbps:.2} | {own256_gbps:.2} / {seq256_gbps:.2} |\n",
+            row.file, row.kind, row.bytes, row.flat_limit, row.tenzip, row.zstd3,
         );
     }
     print!("{report}");
@@ -254,25 +262,38 @@ fn flat_entropy(layout: Layout, bytes: &[u8]) -> f64 {
         .sum()
 }
 
-/// Ratio and single-thread decode GB/s of every tensor cut into pages of `tokens` tokens.
-fn pages(
+/// How [`pages`] cuts and codes a cache.
+struct PageShape {
     dtype: KvDtype,
     kv_heads: usize,
     head_dim: usize,
+    /// Tokens per page.
     tokens: usize,
-    tensors: &[&tenzip_types::TensorEntry],
-    file: &[u8],
-) -> (f64, f64) {
-    let mut codec = KvPages::new(dtype, kv_heads, head_dim);
-    let element = match dtype {
+    /// Tokens of each sequence to learn tables from, or none for pages with their own tables.
+    learn: Option<usize>,
+}
+
+/// Ratio and single-thread decode GB/s of every tensor (one layer's sequence) cut into pages, tables
+/// included.
+fn pages(shape: PageShape, tensors: &[&tenzip_types::TensorEntry], file: &[u8]) -> (f64, f64) {
+    let element = match shape.dtype {
         KvDtype::F8E4M3 => 1,
         _ => 2,
     };
-    let page_len = tokens * kv_heads * head_dim * element;
-    let mut payloads = Vec::new();
+    let token_len = shape.kv_heads * shape.head_dim * element;
+    let page_len = shape.tokens * token_len;
+    let mut sequences = Vec::new();
     let (mut original, mut stored) = (0usize, 0usize);
     for tensor in tensors {
         let bytes = &file[tensor.range.start as usize..tensor.range.end as usize];
+        let mut codec = KvPages::new(shape.dtype, shape.kv_heads, shape.head_dim);
+        let mut tables = Vec::new();
+        if let Some(tokens) = shape.learn {
+            codec.learn(&bytes[..(tokens * token_len).min(bytes.len())]);
+            codec.write_tables(&mut tables);
+            stored += tables.len();
+        }
+        let mut payloads = Vec::new();
         for page in bytes.chunks(page_len) {
             let mut payload = Vec::new();
             codec.compress(page, &mut payload);
@@ -280,13 +301,20 @@ fn pages(
             stored += payload.len();
             payloads.push((payload, page.len()));
         }
+        sequences.push((tables, payloads));
     }
     let mut out = vec![0u8; page_len];
     let started = Instant::now();
-    for (payload, len) in &payloads {
-        codec
-            .decompress(payload, &mut out[..*len])
-            .expect("own pages decode");
+    for (tables, payloads) in &sequences {
+        let mut codec = KvPages::new(shape.dtype, shape.kv_heads, shape.head_dim);
+        if shape.learn.is_some() {
+            codec.read_tables(tables).expect("own tables read");
+        }
+        for (payload, len) in payloads {
+            codec
+                .decompress(payload, &mut out[..*len])
+                .expect("own pages decode");
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
     (

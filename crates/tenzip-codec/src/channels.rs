@@ -34,6 +34,14 @@ impl ChannelFloat {
         ChannelFloat::F8E5M2,
     ];
 
+    /// Its index in [`ChannelFloat::ALL`].
+    pub fn index(self) -> u8 {
+        ChannelFloat::ALL
+            .iter()
+            .position(|&float| float == self)
+            .expect("every format is in ALL") as u8
+    }
+
     /// The prefix of layout names: `"bf16"` in `"bf16-channels-192"`.
     pub fn prefix(self) -> &'static str {
         match self {
@@ -60,7 +68,7 @@ impl ChannelFloat {
     }
 
     /// Streams grouped by channel; they come first.
-    fn grouped_count(self) -> usize {
+    pub(crate) fn grouped_count(self) -> usize {
         match self {
             ChannelFloat::Bf16 => 2,
             _ => 1,
@@ -102,7 +110,18 @@ pub(crate) fn split(
     streams: &mut [Vec<u8>],
     scratch: &mut Vec<u8>,
 ) {
-    match (float, &mut *streams) {
+    split_fields(float, values, streams);
+    for stream in streams.iter_mut().take(float.grouped_count()) {
+        scratch.clear();
+        scratch.extend_from_slice(stream);
+        let rows = stream.len() / channels;
+        transpose(scratch, rows, channels, stream);
+    }
+}
+
+/// Splits `values` into one stream per field (each as long as there are elements), in element order.
+pub(crate) fn split_fields(float: ChannelFloat, values: &[u8], streams: &mut [Vec<u8>]) {
+    match (float, streams) {
         (ChannelFloat::Bf16, [exponent, sign, mantissa]) => {
             for (((value, exponent), sign), mantissa) in values
                 .chunks_exact(2)
@@ -142,12 +161,6 @@ pub(crate) fn split(
         }
         (float, streams) => unreachable!("{float:?} has {} streams", streams.len()),
     }
-    for stream in streams.iter_mut().take(float.grouped_count()) {
-        scratch.clear();
-        scratch.extend_from_slice(stream);
-        let rows = stream.len() / channels;
-        transpose(scratch, rows, channels, stream);
-    }
 }
 
 /// Inverse of [`split`]: the grouped streams transposed back through `scratch`, then a flat merge.
@@ -164,23 +177,35 @@ pub(crate) fn merge(
     scratch.resize(elements * float.grouped_count(), 0);
     let (first, second) = scratch.split_at_mut(elements);
     transpose(streams[0], channels, rows, first);
-    match (float, streams) {
-        (ChannelFloat::Bf16, [_, sign, mantissa]) => {
-            transpose(sign, channels, rows, second);
+    let mut fields: [&[u8]; 3] = [first, &[], &[]];
+    for (stream, field) in streams.iter().zip(&mut fields).skip(1) {
+        *field = stream;
+    }
+    if float.grouped_count() == 2 {
+        transpose(streams[1], channels, rows, second);
+        fields[1] = second;
+    }
+    merge_fields(float, &fields[..float.stream_count()], out);
+}
+
+/// Inverse of [`split_fields`].
+pub(crate) fn merge_fields(float: ChannelFloat, fields: &[&[u8]], out: &mut [u8]) {
+    match (float, fields) {
+        (ChannelFloat::Bf16, [exponent, sign, mantissa]) => {
             for (((value, &exponent), &sign), &mantissa) in out
                 .chunks_exact_mut(2)
-                .zip(first.iter())
-                .zip(second.iter())
+                .zip(exponent.iter())
+                .zip(sign.iter())
                 .zip(mantissa.iter())
             {
                 value[0] = exponent << 7 | mantissa;
                 value[1] = sign << 7 | exponent >> 1;
             }
         }
-        (ChannelFloat::F16, [_, high_mantissa, low_mantissa]) => {
+        (ChannelFloat::F16, [sign_exponent, high_mantissa, low_mantissa]) => {
             for (((value, &sign_exponent), &high), &low) in out
                 .chunks_exact_mut(2)
-                .zip(first.iter())
+                .zip(sign_exponent.iter())
                 .zip(high_mantissa.iter())
                 .zip(low_mantissa.iter())
             {
@@ -188,10 +213,12 @@ pub(crate) fn merge(
                 value[1] = sign_exponent << 2 | high;
             }
         }
-        (ChannelFloat::F8E4M3 | ChannelFloat::F8E5M2, [_, mantissa]) => {
+        (ChannelFloat::F8E4M3 | ChannelFloat::F8E5M2, [sign_exponent, mantissa]) => {
             let bits = float.fp8_mantissa_bits();
-            for ((value, &sign_exponent), &mantissa) in
-                out.iter_mut().zip(first.iter()).zip(mantissa.iter())
+            for ((value, &sign_exponent), &mantissa) in out
+                .iter_mut()
+                .zip(sign_exponent.iter())
+                .zip(mantissa.iter())
             {
                 *value = sign_exponent << bits | mantissa;
             }

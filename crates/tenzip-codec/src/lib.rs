@@ -30,6 +30,7 @@ pub mod entropy;
 mod error;
 mod layout;
 mod rows;
+pub mod sequence;
 
 pub use channels::ChannelFloat;
 pub use chunk::{channels_pay, chunk_coding, decode_chunk, encode_chunk, ChunkCoding, Scratch};

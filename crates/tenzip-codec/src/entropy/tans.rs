@@ -122,6 +122,41 @@ impl Frequencies {
         1 << self.log
     }
 
+    /// The normalised count of each symbol.
+    pub(crate) fn counts(&self) -> &[u16; 256] {
+        &self.counts
+    }
+
+    /// Scales `histogram` (at least one symbol, at most `2^log` distinct) to sum to `2^log` in integers
+    /// only: every symbol gets its share rounded down (at least 1), and the most frequent symbols take up
+    /// or give back the difference. Coarser than [`Frequencies::normalize`], but the same on every machine,
+    /// for tables that encoder and decoder each derive rather than store.
+    pub(crate) fn derive(histogram: &[u32; 256], log: u32) -> Frequencies {
+        let size = 1u64 << log;
+        let total: u64 = histogram.iter().map(|&c| u64::from(c)).sum();
+        let mut counts = [0u16; 256];
+        for (normalized, &count) in counts.iter_mut().zip(histogram) {
+            if count > 0 {
+                *normalized = (u64::from(count) * size / total).max(1) as u16;
+            }
+        }
+        let mut by_count: Vec<usize> = (0..256).filter(|&s| counts[s] > 0).collect();
+        by_count.sort_by_key(|&s| std::cmp::Reverse(counts[s]));
+        let sum: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+        if sum < size {
+            counts[by_count[0]] += (size - sum) as u16;
+        } else {
+            // Units rounded up to 1 are taken back from the largest counts, one symbol after another.
+            let mut excess = sum - size;
+            for &symbol in &by_count {
+                let give = excess.min(u64::from(counts[symbol] - 1));
+                counts[symbol] -= give as u16;
+                excess -= give;
+            }
+        }
+        Frequencies { log, counts }
+    }
+
     /// Bits the stream takes under these frequencies, plus table and framing: the encoder's estimate.
     pub fn coded_len(&self, histogram: &[u32; 256]) -> usize {
         let bits: f64 = histogram
@@ -152,7 +187,7 @@ impl Frequencies {
     /// Table format: the table log, `first`, `last`, then the counts of `first..=last` as LEB128 varints, except that a
     /// zero count is followed by one byte saying how many more zeros follow (0 to 255). Exponent streams use
     /// a few dozen symbols spread over a range that outliers stretch to a hundred or more, so zeros dominate.
-    fn write(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
         let (first, last) = self.symbol_range();
         out.extend_from_slice(&[self.log as u8, first, last]);
         let counts = &self.counts[usize::from(first)..=usize::from(last)];
@@ -178,7 +213,7 @@ impl Frequencies {
         }
     }
 
-    fn read(body: &[u8]) -> Result<(Frequencies, usize), Error> {
+    pub(crate) fn read(body: &[u8]) -> Result<(Frequencies, usize), Error> {
         let range = take(body, 0, 3, "tANS table")?;
         let log = u32::from(range[0]);
         if !(MIN_TABLE_LOG..=MAX_TABLE_LOG).contains(&log) {
@@ -245,28 +280,10 @@ impl Frequencies {
 /// symbol of `symbols` a nonzero count.
 pub fn encode(symbols: &[u8], frequencies: &Frequencies, out: &mut Vec<u8>) {
     frequencies.write(out);
-    // Encoding table: for symbol s, `next[start[s] + k - f_s]` is the state after coding s from a state whose
-    // top bits are k, one of f_s values in [f_s, 2 f_s).
-    let size = frequencies.size();
-    let mut spread = vec![0u8; size];
-    frequencies.spread(|position, symbol| spread[position] = symbol);
-    let mut start = [0u32; 256];
-    let mut cumulative = 0;
-    for (symbol, &count) in frequencies.counts.iter().enumerate() {
-        start[symbol] = cumulative;
-        cumulative += u32::from(count);
-    }
     let mut next = vec![0u16; TABLE_SIZE];
-    let mut filled = start;
-    for (position, &symbol) in spread.iter().enumerate() {
-        next[filled[usize::from(symbol)] as usize] = (size + position) as u16;
-        filled[usize::from(symbol)] += 1;
-    }
-    let transforms: Vec<Transform> = (0..256)
-        .map(|symbol| Transform::new(frequencies.counts[symbol], start[symbol], frequencies.log))
-        .collect();
-    let transforms: &[Transform; 256] = transforms.as_slice().try_into().expect("256 symbols");
+    let transforms = fill_encode_tables(frequencies, &mut next, 0);
     let next: &[u16; TABLE_SIZE] = next.as_slice().try_into().expect("table size");
+    let transforms = &transforms;
     let log = frequencies.log;
 
     if symbols.len() < SPLIT_STREAM_MIN {
@@ -280,6 +297,38 @@ pub fn encode(symbols: &[u8], frequencies: &Frequencies, out: &mut Vec<u8>) {
     let first_len = u32::try_from(out.len() - length_at - 4).expect("sub-streams are under 4 GiB");
     out[length_at..length_at + 4].copy_from_slice(&first_len.to_le_bytes());
     encode_sub_stream(second_half, transforms, next, log, out);
+}
+
+/// Fills `next[..2^log]`, the encoding table: for symbol s, `next[start[s] + k - f_s]` is the state after
+/// coding s from a state whose top bits are k, one of f_s values in [f_s, 2 f_s). Returns the symbols'
+/// transforms, whose offsets point `offset` entries further (where `next` is one of several tables).
+fn fill_encode_tables(
+    frequencies: &Frequencies,
+    next: &mut [u16],
+    offset: usize,
+) -> [Transform; 256] {
+    let size = frequencies.size();
+    let mut start = [0u32; 256];
+    let mut cumulative = 0;
+    for (symbol, &count) in frequencies.counts.iter().enumerate() {
+        start[symbol] = cumulative;
+        cumulative += u32::from(count);
+    }
+    // Walking positions in increasing order, the j-th position holding s is the state for k = f_s + j.
+    let mut spread = vec![0u8; size];
+    frequencies.spread(|position, symbol| spread[position] = symbol);
+    let mut filled = start;
+    for (position, &symbol) in spread.iter().enumerate() {
+        next[filled[usize::from(symbol)] as usize] = (size + position) as u16;
+        filled[usize::from(symbol)] += 1;
+    }
+    std::array::from_fn(|symbol| {
+        Transform::new(
+            frequencies.counts[symbol],
+            start[symbol] + offset as u32,
+            frequencies.log,
+        )
+    })
 }
 
 /// Appends one sub-stream: the symbols coded last to first by four states in turn, then the final states and
@@ -311,15 +360,19 @@ fn code_sub_stream(
     // are independent of one another.
     let whole = symbols.len() / STATES * STATES;
     for (index, &symbol) in symbols.iter().enumerate().skip(whole).rev() {
-        transforms[usize::from(symbol)].apply(&mut states[index % STATES], next, bits);
+        transforms[usize::from(symbol)].apply::<ONE_TABLE_MASK>(
+            &mut states[index % STATES],
+            next,
+            bits,
+        );
         bits.flush();
     }
     for group in symbols[..whole].chunks_exact(STATES).rev() {
         let [s0, s1, s2, s3] = &mut states;
-        transforms[usize::from(group[3])].apply(s3, next, bits);
-        transforms[usize::from(group[2])].apply(s2, next, bits);
-        transforms[usize::from(group[1])].apply(s1, next, bits);
-        transforms[usize::from(group[0])].apply(s0, next, bits);
+        transforms[usize::from(group[3])].apply::<ONE_TABLE_MASK>(s3, next, bits);
+        transforms[usize::from(group[2])].apply::<ONE_TABLE_MASK>(s2, next, bits);
+        transforms[usize::from(group[1])].apply::<ONE_TABLE_MASK>(s1, next, bits);
+        transforms[usize::from(group[0])].apply::<ONE_TABLE_MASK>(s0, next, bits);
         bits.flush();
     }
     for state in states {
@@ -329,8 +382,13 @@ fn code_sub_stream(
     bits.put(1, 1);
 }
 
+/// [`Transform::apply`]'s index mask for one table of the largest size: no bounds check is needed.
+const ONE_TABLE_MASK: usize = TABLE_SIZE - 1;
+/// [`Transform::apply`]'s index mask for several tables in one slice: the index is used as it is.
+const NO_MASK: usize = usize::MAX;
+
 /// How the encoder codes one symbol.
-#[derive(Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Transform {
     /// `(most << 16) - (f << most)`, where `most = log - floor(log2 f)`: adding it to a state and
     /// shifting by 16 gives the bits to emit, `most` or `most - 1` (the trick FSE uses).
@@ -346,24 +404,28 @@ impl Transform {
         }
         let count = u32::from(count);
         let most = log - count.ilog2();
+        // A symbol that takes the whole table (the only one of its context) costs no bits: `most` is 0 and
+        // the delta wraps below zero, as the state's addition then does.
         Transform {
-            delta_bits: (most << 16) - (count << most),
+            delta_bits: (most << 16).wrapping_sub(count << most),
             next_offset: start as i32 - count as i32,
         }
     }
 
+    /// Codes one symbol from `state` with the encoding table `next`; a table of the largest size is masked
+    /// for free, a slice of several tables is bounds-checked.
     #[inline(always)]
-    fn apply(self, state: &mut u32, next: &[u16; TABLE_SIZE], bits: &mut BitWriter) {
-        let nb = (*state + self.delta_bits) >> 16;
+    fn apply<const MASK: usize>(self, state: &mut u32, next: &[u16], bits: &mut BitWriter) {
+        let nb = state.wrapping_add(self.delta_bits) >> 16;
         bits.put(*state & ((1 << nb) - 1), nb);
         let index = (self.next_offset + (*state >> nb) as i32) as usize;
-        *state = u32::from(next[index % TABLE_SIZE]);
+        *state = u32::from(next[index & MASK]);
     }
 }
 
 /// Decoding table entry, packed so that one load fetches it: `bits | symbol << 8 | base << 16`. The next
 /// state is `base` plus the next `bits` bits of the stream.
-#[derive(Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Entry(u32);
 
 impl Entry {
@@ -384,8 +446,9 @@ impl Entry {
 }
 
 /// Fills `table` for `frequencies`: symbols spread as the encoder spreads them, then, walking positions in
-/// increasing order, the `j`-th position holding `s` gets `k = f_s + j` and its bit count and base.
-fn fill_decode_table(frequencies: &Frequencies, table: &mut [Entry; TABLE_SIZE]) {
+/// increasing order, the `j`-th position holding `s` gets `k = f_s + j` and its bit count and base. `table`
+/// has at least `2^log` entries; the rest are left as they are.
+fn fill_decode_table(frequencies: &Frequencies, table: &mut [Entry]) {
     let table = &mut table[..frequencies.size()];
     frequencies.spread(|position, symbol| table[position] = Entry(u32::from(symbol) << 8));
     let (log, size) = (frequencies.log, frequencies.size() as u32);
@@ -506,31 +569,43 @@ impl<'a> SubStream<'a> {
     }
 
     /// Decodes one group of four symbols from one window of bits. Needs [`SubStream::fast_ready`].
+    /// `entry(lane, state)` is the table entry of `state` for the group's `lane`-th symbol.
     #[inline(always)]
-    fn fast_group(&mut self, table: &[Entry; TABLE_SIZE], out: &mut [u8; STATES]) {
+    fn fast_group(&mut self, entry: impl Fn(usize, u32) -> Entry, out: &mut [u8; STATES]) {
         let (window, mut position) = self.reader.window();
         // Constant indices let the states live in registers.
-        out[0] = step(table, window, &mut position, &mut self.states[0]);
-        out[1] = step(table, window, &mut position, &mut self.states[1]);
-        out[2] = step(table, window, &mut position, &mut self.states[2]);
-        out[3] = step(table, window, &mut position, &mut self.states[3]);
+        for (lane, symbol) in out.iter_mut().enumerate() {
+            let state = &mut self.states[lane];
+            *symbol = step(entry(lane, *state), window, &mut position, state);
+        }
         self.reader.advance_to(position);
     }
 
-    /// Decodes `out` (which continues this sub-stream from a multiple of four symbols), with every check.
+    /// Decodes a group of up to four symbols with every check.
+    #[cold]
+    fn checked_group(&mut self, entry: impl Fn(usize, u32) -> Entry, out: &mut [u8]) {
+        for (lane, (symbol, state)) in out.iter_mut().zip(self.states.iter_mut()).enumerate() {
+            let entry = entry(lane, *state);
+            *state = entry.base() + self.reader.read(entry.bits());
+            *symbol = entry.symbol();
+        }
+    }
+
+    /// Decodes `out` (which continues this sub-stream from a multiple of four symbols) with one table, then
+    /// checks the end.
     fn rest(&mut self, table: &[Entry; TABLE_SIZE], out: &mut [u8]) -> Result<(), Error> {
+        let entry = |_, state: u32| table[state as usize % TABLE_SIZE];
         for group in out.chunks_mut(STATES) {
             match <&mut [u8; STATES]>::try_from(&mut *group) {
-                Ok(group) if self.fast_ready() => self.fast_group(table, group),
-                _ => {
-                    for (symbol, state) in group.iter_mut().zip(self.states.iter_mut()) {
-                        let entry = table[*state as usize % TABLE_SIZE];
-                        *state = entry.base() + self.reader.read(entry.bits());
-                        *symbol = entry.symbol();
-                    }
-                }
+                Ok(group) if self.fast_ready() => self.fast_group(entry, group),
+                _ => self.checked_group(entry, group),
             }
         }
+        self.finish()
+    }
+
+    /// Checks that an intact stream ended: every bit read, every state back at its start.
+    fn finish(&self) -> Result<(), Error> {
         if self.reader.overrun || self.reader.remaining != 0 {
             return Err(Error::AnsStream(
                 "decoding did not consume the stream exactly",
@@ -557,10 +632,10 @@ const LOW_BITS: [u32; 256] = {
     masks
 };
 
-/// Decodes one symbol from `state`, reading its bits from `window` below `position`.
+/// Decodes one symbol with `entry`, the table entry of `state`, reading its bits from `window` below
+/// `position`.
 #[inline(always)]
-fn step(table: &[Entry; TABLE_SIZE], window: u64, position: &mut u32, state: &mut u32) -> u8 {
-    let entry = table[*state as usize % TABLE_SIZE];
+fn step(entry: Entry, window: u64, position: &mut u32, state: &mut u32) -> u8 {
     *position -= entry.bits();
     let bits = (window >> *position) as u32 & LOW_BITS[usize::from(entry.bits() as u8)];
     *state = entry.base() + bits;
@@ -572,7 +647,7 @@ pub fn decode(body: &[u8], out: &mut [u8]) -> Result<(), Error> {
     let (frequencies, table_len) = Frequencies::read(body)?;
     DECODE_TABLE.with(|table| {
         let mut table = table.borrow_mut();
-        fill_decode_table(&frequencies, &mut table);
+        fill_decode_table(&frequencies, &mut table[..]);
         decode_with(body, table_len, frequencies.log, &table, out)
     })
 }
@@ -606,12 +681,190 @@ fn decode_with(
         if !(first.fast_ready() && second.fast_ready()) {
             break;
         }
-        first.fast_group(table, a.try_into().expect("groups of STATES"));
-        second.fast_group(table, b.try_into().expect("groups of STATES"));
+        let entry = |_, state: u32| table[state as usize % TABLE_SIZE];
+        first.fast_group(entry, a.try_into().expect("groups of STATES"));
+        second.fast_group(entry, b.try_into().expect("groups of STATES"));
         done += STATES;
     }
     first.rest(table, &mut first_out[done..])?;
     second.rest(table, &mut second_out[done..])
+}
+
+/// Most contexts a [`ContextTables`] may have: 4096 tables of 4096 entries are 64 MiB of decoding tables, the
+/// most a hostile table set can make a reader allocate.
+pub const MAX_CONTEXTS: usize = 4096;
+
+/// Frequency tables for many contexts, all with one table log, built once and used for many short streams:
+/// the fields and channels of the pages of one K/V cache sequence. A stream coded with them carries no table
+/// and its decoder builds none, so a page of a few hundred symbols costs only its bits and final states.
+///
+/// Symbol `k` of a stream is coded with the table of context `contexts[k % contexts.len()]`, where
+/// `contexts`, the caller's repeating pattern, has a multiple of four entries (one per state of a group). A
+/// stream is one sub-stream of the body format of [`encode`], without the frequency table; every context's
+/// states share one range because they share the log.
+#[derive(Debug, Clone)]
+pub struct ContextTables {
+    frequencies: Vec<Frequencies>,
+    /// The decoding tables, `2^log` entries per context, one after the other.
+    decode: Vec<Entry>,
+    /// Built on the first encode: readers never need them.
+    encoder: std::cell::OnceCell<ContextEncoder>,
+}
+
+/// The encoding side of [`ContextTables`].
+#[derive(Debug, Clone)]
+struct ContextEncoder {
+    /// Per context, the transform of each symbol; offsets point into `next`.
+    transforms: Vec<[Transform; 256]>,
+    /// The encoding tables, laid out like the decoding tables.
+    next: Vec<u16>,
+}
+
+impl ContextTables {
+    /// Tables with these frequencies, one per context, all of one log.
+    ///
+    /// # Panics
+    /// If there are no tables or more than [`MAX_CONTEXTS`], or if their logs differ.
+    pub(crate) fn new(frequencies: Vec<Frequencies>) -> ContextTables {
+        assert!(
+            (1..=MAX_CONTEXTS).contains(&frequencies.len()),
+            "{} contexts",
+            frequencies.len()
+        );
+        let size = frequencies[0].size();
+        assert!(
+            frequencies.iter().all(|f| f.size() == size),
+            "one table log"
+        );
+        let mut decode = vec![Entry::default(); frequencies.len() * size];
+        for (frequencies, table) in frequencies.iter().zip(decode.chunks_exact_mut(size)) {
+            fill_decode_table(frequencies, table);
+        }
+        ContextTables {
+            frequencies,
+            decode,
+            encoder: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn encoder(&self) -> &ContextEncoder {
+        self.encoder.get_or_init(|| {
+            let size = self.frequencies[0].size();
+            let mut next = vec![0u16; self.frequencies.len() * size];
+            let transforms = self
+                .frequencies
+                .iter()
+                .zip(next.chunks_exact_mut(size))
+                .enumerate()
+                .map(|(context, (frequencies, next))| {
+                    fill_encode_tables(frequencies, next, context * size)
+                })
+                .collect();
+            ContextEncoder { transforms, next }
+        })
+    }
+
+    /// The number of contexts.
+    pub fn len(&self) -> usize {
+        self.frequencies.len()
+    }
+
+    /// Always false: there is at least one context.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    fn log(&self) -> u32 {
+        self.frequencies[0].log
+    }
+
+    /// Whether `context`'s table can code `symbol`.
+    pub fn codes(&self, context: usize, symbol: u8) -> bool {
+        self.frequencies[context].counts[usize::from(symbol)] > 0
+    }
+
+    /// Appends the stream coding `symbols` by `contexts` (see the type's description) and returns true, or
+    /// leaves `out` as it was and returns false if some symbol has no code in its context's table.
+    ///
+    /// # Panics
+    /// If `contexts` is empty, not a multiple of four long, or names a context past the last.
+    pub fn encode(&self, symbols: &[u8], contexts: &[u16], out: &mut Vec<u8>) -> bool {
+        self.check_pattern(contexts);
+        let encoder = self.encoder();
+        let log = self.log();
+        let start = out.len();
+        let mut codable = true;
+        let max_bits = (symbols.len() + STATES) * log as usize + 1;
+        write_bits(out, max_bits, |bits| {
+            let mut states = [1u32 << log; STATES];
+            let mut slot = symbols.len() % contexts.len();
+            for (index, &symbol) in symbols.iter().enumerate().rev() {
+                slot = slot.checked_sub(1).unwrap_or(contexts.len() - 1);
+                let context = usize::from(contexts[slot]);
+                if !self.codes(context, symbol) {
+                    codable = false;
+                    return;
+                }
+                let state = &mut states[index % STATES];
+                encoder.transforms[context][usize::from(symbol)].apply::<NO_MASK>(
+                    state,
+                    &encoder.next,
+                    bits,
+                );
+                if index % STATES == 0 {
+                    bits.flush();
+                }
+            }
+            for state in states {
+                bits.put(state - (1 << log), log);
+                bits.flush();
+            }
+            bits.put(1, 1);
+        });
+        if !codable {
+            out.truncate(start);
+        }
+        codable
+    }
+
+    /// Decodes a stream written by [`ContextTables::encode`] with the same `contexts` into `out` (exactly the
+    /// original symbol count).
+    ///
+    /// # Panics
+    /// As [`ContextTables::encode`].
+    pub fn decode(&self, body: &[u8], contexts: &[u16], out: &mut [u8]) -> Result<(), Error> {
+        self.check_pattern(contexts);
+        let log = self.log();
+        let mut stream = SubStream::new(body, log)?;
+        let mut slot = 0;
+        for group in out.chunks_mut(STATES) {
+            let lanes: &[u16; STATES] = contexts[slot..slot + STATES]
+                .try_into()
+                .expect("whole groups");
+            slot += STATES;
+            if slot == contexts.len() {
+                slot = 0;
+            }
+            // States stay below 2^log, and every context has 2^log entries.
+            let entry = |lane: usize, state: u32| {
+                self.decode[usize::from(lanes[lane]) << log | state as usize]
+            };
+            match <&mut [u8; STATES]>::try_from(&mut *group) {
+                Ok(group) if stream.fast_ready() => stream.fast_group(entry, group),
+                _ => stream.checked_group(entry, group),
+            }
+        }
+        stream.finish()
+    }
+
+    /// A context past the last panics where it is used.
+    fn check_pattern(&self, contexts: &[u16]) {
+        assert!(
+            !contexts.is_empty() && contexts.len() % STATES == 0,
+            "a context pattern of {} entries",
+            contexts.len()
+        );
+    }
 }
 
 #[cfg(test)]
@@ -753,6 +1006,63 @@ mod tests {
         let mut moved_marker = body;
         *moved_marker.last_mut().unwrap() |= 0x80;
         assert!(decode(&moved_marker, &mut out).is_err());
+    }
+
+    #[test]
+    fn derived_tables_sum_to_the_table_and_keep_every_symbol() {
+        let mut histogram = [0u32; 256];
+        histogram[7] = 1;
+        assert_eq!(Frequencies::derive(&histogram, 9).counts[7], 512);
+        histogram.iter_mut().for_each(|c| *c += 1);
+        histogram[100] = 1_000_000;
+        let derived = Frequencies::derive(&histogram, 9);
+        assert_eq!(
+            derived.counts.iter().map(|&c| u32::from(c)).sum::<u32>(),
+            512
+        );
+        assert!(derived.counts.iter().all(|&c| c >= 1));
+    }
+
+    #[test]
+    fn context_tables_switch_tables_symbol_by_symbol() {
+        // Context 0 codes only 5 (no bits at all), context 1 a skewed pair, context 2 many symbols.
+        let mut histograms = [[0u32; 256]; 3];
+        histograms[0][5] = 10;
+        histograms[1][0] = 90;
+        histograms[1][1] = 10;
+        histograms[2][..40].fill(3);
+        let tables = ContextTables::new(
+            histograms
+                .iter()
+                .map(|histogram| Frequencies::derive(histogram, 9))
+                .collect(),
+        );
+        let contexts = [0, 1, 2, 2, 1, 0, 2, 1];
+        for len in [0, 1, 3, 8, 13, 1000] {
+            let symbols: Vec<u8> = (0..len)
+                .map(|k| match contexts[k % contexts.len()] {
+                    0 => 5,
+                    1 => u8::from(k % 10 == 0),
+                    _ => (k * 7 % 40) as u8,
+                })
+                .collect();
+            let mut body = Vec::new();
+            assert!(tables.encode(&symbols, &contexts, &mut body));
+            let mut out = vec![0; len];
+            tables.decode(&body, &contexts, &mut out).unwrap();
+            assert_eq!(out, symbols, "{len}");
+            for at in 0..body.len() {
+                let mut damaged = body.clone();
+                damaged[at] ^= 0x41;
+                let _ = tables.decode(&damaged, &contexts, &mut out);
+            }
+        }
+        let mut body = vec![9];
+        assert!(
+            !tables.encode(&[5, 2], &contexts, &mut body),
+            "2 is not in context 1"
+        );
+        assert_eq!(body, [9]);
     }
 
     proptest! {
