@@ -100,7 +100,10 @@ pub fn kv_pages(data: &[u8]) {
         return;
     };
     let dtype = [KvDtype::Bf16, KvDtype::F16, KvDtype::F8E4M3][usize::from(pick % 3)];
-    let (heads, head_dim) = (usize::from(pick >> 2 & 3) + 1, 2 * (usize::from(pick >> 4) + 1));
+    let (heads, head_dim) = (
+        usize::from(pick >> 2 & 3) + 1,
+        2 * (usize::from(pick >> 4) + 1),
+    );
     let element = if dtype == KvDtype::F8E4M3 { 1 } else { 2 };
     let token = heads * head_dim * element;
     let (tables, page) = rest.split_at(rest.len() / 2);
@@ -114,7 +117,11 @@ pub fn kv_pages(data: &[u8]) {
     }
     let mut writer = KvPages::new(dtype, heads, head_dim);
     let first_half = &whole[..whole.len() / token / 2 * token];
-    writer.learn(if first_half.is_empty() { whole } else { first_half });
+    writer.learn(if first_half.is_empty() {
+        whole
+    } else {
+        first_half
+    });
     let mut stored = Vec::new();
     writer.write_tables(&mut stored);
     let mut reader = KvPages::new(dtype, heads, head_dim);
@@ -122,6 +129,8 @@ pub fn kv_pages(data: &[u8]) {
     let mut packed = Vec::new();
     writer.compress(whole, &mut packed);
     let mut restored = vec![0; whole.len()];
-    reader.decompress(&packed, &mut restored).expect("own page decodes");
+    reader
+        .decompress(&packed, &mut restored)
+        .expect("own page decodes");
     assert_eq!(restored, whole);
 }
