@@ -13,7 +13,7 @@
 //!
 //! What is stored is each context's *learned* table, coarse (2^9 entries) and compressed as one block. The
 //! coding tables are derived from them on both sides with integer arithmetic only: a grouped field's
-//! channel gets 1/[`FIELD_SHARE_DENOMINATOR`] of its weight from the field as a whole (all channels
+//! channel gets 1/64 of its weight from the field as a whole (all channels
 //! together), so it codes, at a price, the symbols that its own first pages never showed but other channels
 //! did, and that costs no stored byte.
 
