@@ -94,24 +94,27 @@ impl Frequencies {
             }
         }
         // Cost in bits of giving symbol `s` one unit more (`delta` = 1) or less (`delta` = -1); +inf where
-        // the move is not allowed. Kept per symbol and refreshed only for the symbol that moved.
+        // the move is not allowed. Kept per symbol that occurs (a few dozen in exponent streams, so the search
+        // for the cheapest move is short) and refreshed only for the symbol that moved.
         let delta = if sum > size as i64 { -1 } else { 1 };
         let cost = |counts: &[u16; 256], s: usize| -> f64 {
-            if histogram[s] == 0 || (delta < 0 && counts[s] <= 1) {
+            if delta < 0 && counts[s] <= 1 {
                 return f64::INFINITY;
             }
             let q = f64::from(counts[s]);
             f64::from(histogram[s]) * (q / (q + f64::from(delta))).log2()
         };
-        let mut costs: Vec<f64> = (0..256).map(|s| cost(&counts, s)).collect();
+        let present: Vec<usize> = (0..256).filter(|&s| histogram[s] > 0).collect();
+        let mut costs: Vec<f64> = present.iter().map(|&s| cost(&counts, s)).collect();
         while sum != size as i64 {
             let (best, _) = costs
                 .iter()
                 .enumerate()
                 .min_by(|a, b| a.1.total_cmp(b.1))
-                .expect("256 symbols");
-            counts[best] = (i32::from(counts[best]) + delta) as u16;
-            costs[best] = cost(&counts, best);
+                .expect("a symbol occurs");
+            let symbol = present[best];
+            counts[symbol] = (i32::from(counts[symbol]) + delta) as u16;
+            costs[best] = cost(&counts, symbol);
             sum += i64::from(delta);
         }
         Frequencies { log, counts }
@@ -280,12 +283,27 @@ impl Frequencies {
 /// symbol of `symbols` a nonzero count.
 pub fn encode(symbols: &[u8], frequencies: &Frequencies, out: &mut Vec<u8>) {
     frequencies.write(out);
-    let mut next = vec![0u16; TABLE_SIZE];
-    let transforms = fill_encode_tables(frequencies, &mut next, 0);
-    let next: &[u16; TABLE_SIZE] = next.as_slice().try_into().expect("table size");
-    let transforms = &transforms;
-    let log = frequencies.log;
+    ENCODE_TABLE.with(|next| {
+        let mut next = next.borrow_mut();
+        let transforms = fill_encode_tables(frequencies, &mut next[..], 0);
+        encode_sub_streams(symbols, &transforms, &next, frequencies.log, out);
+    });
+}
 
+thread_local! {
+    /// Each thread's encoding table, refilled (its first `2^log` entries) for every block: a fresh one would
+    /// cost an allocation and an 8 KiB clear per block, as much as coding a short stream.
+    static ENCODE_TABLE: RefCell<Box<[u16; TABLE_SIZE]>> = RefCell::new(Box::new([0; TABLE_SIZE]));
+}
+
+/// Appends the bit-streams of `symbols`: one sub-stream, or the length of the first and two.
+fn encode_sub_streams(
+    symbols: &[u8],
+    transforms: &[Transform; 256],
+    next: &[u16; TABLE_SIZE],
+    log: u32,
+    out: &mut Vec<u8>,
+) {
     if symbols.len() < SPLIT_STREAM_MIN {
         encode_sub_stream(symbols, transforms, next, log, out);
         return;
