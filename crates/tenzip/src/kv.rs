@@ -8,10 +8,11 @@
 //! Pages are coded in one of two ways:
 //! - **Each page its own tables** (after [`KvPages::new`]): per-channel tables where the page is long enough
 //!   for them to pay, flat ones below. Needs nothing but the page.
-//! - **Tables of the sequence** (after [`KvPages::learn`]): one table per field and channel learned from the
-//!   first pages of a sequence and stored once ([`KvPages::write_tables`], [`KvPages::read_tables`]); each
-//!   later page is then only its bits, so 16-token pages keep the channels' structure. A page with a value
-//!   the learned tables cannot code (an exponent the first pages never showed) gets its own tables.
+//! - **Tables of the sequence** (after [`KvPages::learn`]): tables per field and cluster of alike channels,
+//!   learned from the first pages of a sequence and stored once ([`KvPages::write_tables`],
+//!   [`KvPages::read_tables`]); each later page is then only its bits, so 16-token pages keep the channels'
+//!   structure. A page with a value the learned tables cannot code (an exponent the first pages never
+//!   showed) gets its own tables.
 //!
 //! ```
 //! use tenzip::kv::{KvDtype, KvPages};
