@@ -123,15 +123,35 @@ struct KvRow {
     flat_limit: f64,
     tenzip: f64,
     zstd3: f64,
-    /// Per page size, with own tables and with the sequence's.
-    page_ratio: [[f64; 2]; 2],
-    page_decode_gbps: [[f64; 2]; 2],
+    /// Per page size, per [`LEARNING`].
+    page_ratio: [[f64; 3]; 2],
+    page_decode_gbps: [[f64; 3]; 2],
 }
 
 /// Page sizes, in tokens, of the page-by-page measurement.
 const PAGE_TOKENS: [usize; 2] = [16, 256];
-/// Tokens of a sequence that its tables are learned from: a prefill's worth.
+/// Tokens of a sequence that its tables are first learned from: a prefill's worth.
 const LEARN_TOKENS: usize = 256;
+/// How often the "relearned" pages learn new tables, from the tokens since the last learning (keys drift
+/// along a sequence: RoPE turns each channel pair at its own rate).
+const RELEARN_TOKENS: usize = 512;
+/// How the bench's pages get their tables, in the order of the report's columns.
+const LEARNING: [Learning; 3] = [
+    Learning::OwnTables,
+    Learning::Once,
+    Learning::Every(RELEARN_TOKENS),
+];
+
+/// Where a page's tables come from.
+#[derive(Clone, Copy)]
+enum Learning {
+    /// Each page its own.
+    OwnTables,
+    /// Learned from the first [`LEARN_TOKENS`] tokens of the sequence.
+    Once,
+    /// Learned from the first [`LEARN_TOKENS`], then every so many tokens from those before.
+    Every(usize),
+}
 
 pub fn bench(dir: Option<&Path>) -> anyhow::Result<()> {
     let dir = dir.map_or_else(default_dir, Path::to_owned);
@@ -188,10 +208,10 @@ pub fn bench(dir: Option<&Path>) -> anyhow::Result<()> {
                 .sum();
             let shape = &tensors[0].shape;
             let (kv_heads, head_dim) = (shape[1] as usize, shape[2] as usize);
-            let mut page_ratio = [[0.0; 2]; 2];
-            let mut page_decode_gbps = [[0.0; 2]; 2];
+            let mut page_ratio = [[0.0; 3]; 2];
+            let mut page_decode_gbps = [[0.0; 3]; 2];
             for (slot, tokens) in PAGE_TOKENS.into_iter().enumerate() {
-                for (tables, learn) in [None, Some(LEARN_TOKENS)].into_iter().enumerate() {
+                for (tables, learn) in LEARNING.into_iter().enumerate() {
                     let shape = PageShape {
                         dtype,
                         kv_heads,
@@ -219,18 +239,28 @@ pub fn bench(dir: Option<&Path>) -> anyhow::Result<()> {
     let mut report = format!(
         "Measured by `cargo xtask bench --kv` on {} (one thread for pages). Ratio = compressed / original. \
          Pages: \"own\" codes each page with its own tables; \"seq\" with tables learned from the first {LEARN_TOKENS} \
-         tokens of each layer's sequence, their size included.\n\n\
-         | cache | tensors | bytes | flat order-0 limit | tenzip file | zstd -3 | 16-token pages own / seq | 256-token pages own / seq | decode GB/s 16 own / seq | decode GB/s 256 own / seq |\n\
+         tokens of each layer's sequence; \"relearned\" learns again every {RELEARN_TOKENS} tokens from the tokens \
+         before (as a server can: from pages already written); tables included.\n\n\
+         | cache | tensors | bytes | flat order-0 limit | tenzip file | zstd -3 | 16-token pages own / seq / relearned | 256-token pages own / seq / relearned | decode GB/s 16 own / seq / relearned | decode GB/s 256 own / seq / relearned |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
         dir.display()
     );
+    let triple = |values: [f64; 3], digits: usize| -> String {
+        values.map(|v| format!("{v:.digits$}")).join(" / ")
+    };
     for row in &rows {
-        let [[own16, seq16], [own256, seq256]] = row.page_ratio;
-        let [[own16_gbps, seq16_gbps], [own256_gbps, seq256_gbps]] = row.page_decode_gbps;
         report += &format!(
-            "| {} | {} | {} | {:.4} | {:.4} | {:.4} | {own16:.4} / {seq16:.4} | {own256:.4} / {seq256:.4} | \
-             {own16_gbps:.2} / {seq16_gbps:.2} | {own256_gbps:.2} / {seq256_gbps:.2} |\n",
-            row.file, row.kind, row.bytes, row.flat_limit, row.tenzip, row.zstd3,
+            "| {} | {} | {} | {:.4} | {:.4} | {:.4} | {} | {} | {} | {} |\n",
+            row.file,
+            row.kind,
+            row.bytes,
+            row.flat_limit,
+            row.tenzip,
+            row.zstd3,
+            triple(row.page_ratio[0], 4),
+            triple(row.page_ratio[1], 4),
+            triple(row.page_decode_gbps[0], 2),
+            triple(row.page_decode_gbps[1], 2),
         );
     }
     print!("{report}");
@@ -269,8 +299,8 @@ struct PageShape {
     head_dim: usize,
     /// Tokens per page.
     tokens: usize,
-    /// Tokens of each sequence to learn tables from, or none for pages with their own tables.
-    learn: Option<usize>,
+    /// Where the pages' tables come from.
+    learn: Learning,
 }
 
 /// Ratio and single-thread decode GB/s of every tensor (one layer's sequence) cut into pages, tables
@@ -287,30 +317,47 @@ fn pages(shape: PageShape, tensors: &[&tenzip_types::TensorEntry], file: &[u8]) 
     for tensor in tensors {
         let bytes = &file[tensor.range.start as usize..tensor.range.end as usize];
         let mut codec = KvPages::new(shape.dtype, shape.kv_heads, shape.head_dim);
-        let mut tables = Vec::new();
-        if let Some(tokens) = shape.learn {
-            codec.learn(&bytes[..(tokens * token_len).min(bytes.len())]);
-            codec.write_tables(&mut tables);
-            stored += tables.len();
-        }
-        let mut payloads = Vec::new();
-        for page in bytes.chunks(page_len) {
+        // Each page, after the tables learned just before it (if any).
+        let mut coded: Vec<(Option<Vec<u8>>, Vec<u8>, usize)> = Vec::new();
+        let mut learned_at = 0;
+        for (index, page) in bytes.chunks(page_len).enumerate() {
+            let at = index * page_len;
+            let source = match shape.learn {
+                Learning::OwnTables => None,
+                Learning::Once | Learning::Every(_) if index == 0 => {
+                    Some(&bytes[..(LEARN_TOKENS * token_len).min(bytes.len())])
+                }
+                Learning::Every(tokens) if at - learned_at >= tokens * token_len => {
+                    Some(&bytes[learned_at..at])
+                }
+                Learning::Once | Learning::Every(_) => None,
+            };
+            let tables = source.map(|source| {
+                if index > 0 {
+                    learned_at = at;
+                }
+                codec.learn(source);
+                let mut tables = Vec::new();
+                codec.write_tables(&mut tables);
+                stored += tables.len();
+                tables
+            });
             let mut payload = Vec::new();
             codec.compress(page, &mut payload);
             original += page.len();
             stored += payload.len();
-            payloads.push((payload, page.len()));
+            coded.push((tables, payload, page.len()));
         }
-        sequences.push((tables, payloads));
+        sequences.push(coded);
     }
     let mut out = vec![0u8; page_len];
     let started = Instant::now();
-    for (tables, payloads) in &sequences {
+    for coded in &sequences {
         let mut codec = KvPages::new(shape.dtype, shape.kv_heads, shape.head_dim);
-        if shape.learn.is_some() {
-            codec.read_tables(tables).expect("own tables read");
-        }
-        for (payload, len) in payloads {
+        for (tables, payload, len) in coded {
+            if let Some(tables) = tables {
+                codec.read_tables(tables).expect("own tables read");
+            }
             codec
                 .decompress(payload, &mut out[..*len])
                 .expect("own pages decode");
