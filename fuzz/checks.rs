@@ -5,7 +5,7 @@
 //! every round trip must give back the input; the output must not depend on chunk size or thread count.
 
 use tenzip::{CompressOptions, Container, DecompressOptions, Plan};
-use tenzip_codec::{decode_chunk, encode_chunk, ChannelFloat, Layout, Scratch};
+use tenzip_codec::{decode_chunk, encode_chunk, ChannelFloat, Layout, Preference, Scratch};
 
 /// The safetensors header reader on any bytes; what it accepts lies within the file.
 pub fn safetensors_header(data: &[u8]) {
@@ -49,9 +49,15 @@ pub fn codec_round_trip(data: &[u8]) {
         .flat_map(|channels| ChannelFloat::ALL.map(|float| Layout::Channels { float, channels }));
     let layouts: Vec<Layout> = Layout::all().chain(per_channel).collect();
     let layout = layouts[usize::from(selector) % layouts.len()];
+    // Either preference: they choose different coders, and both must round-trip.
+    let preference = if selector >= 128 {
+        Preference::Speed
+    } else {
+        Preference::Size
+    };
     let values = &values[..values.len() / layout.value_size() * layout.value_size()];
     let (mut scratch, mut payload) = (Scratch::default(), Vec::new());
-    encode_chunk(layout, values, &mut scratch, &mut payload);
+    encode_chunk(layout, values, preference, &mut scratch, &mut payload);
     let mut restored = vec![0; values.len()];
     decode_chunk(layout, &payload, &mut restored, &mut scratch).expect("own output decodes");
     assert_eq!(restored, values);

@@ -24,6 +24,30 @@ fn compress_then_decompress_restores_identical_bytes() {
 }
 
 #[test]
+fn fast_files_restore_identical_bytes() {
+    let (dir, name) = scratch_with(FIXTURE);
+    let original = std::fs::read(dir.path().join(&name)).unwrap();
+    let out = tenzip(
+        dir.path(),
+        &["compress", "-q", "--fast", "-o", "fast.tzp", &name],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = tenzip(dir.path(), &["compress", "-q", "-o", "small.tzp", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let size = |file: &str| std::fs::metadata(dir.path().join(file)).unwrap().len();
+    assert!(size("fast.tzp") >= size("small.tzp"));
+    let out = tenzip(
+        dir.path(),
+        &["decompress", "-q", "-o", "restored", "fast.tzp"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(dir.path().join("restored")).unwrap(),
+        original
+    );
+}
+
+#[test]
 fn existing_outputs_are_kept_unless_forced() {
     let (dir, name) = scratch_with(FIXTURE);
     let packed = dir.path().join(format!("{name}.tzp"));

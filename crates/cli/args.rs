@@ -32,7 +32,8 @@ pub enum Command {
     /// Compress safetensors and GGUF files (or model folders) into .tzp files.
     #[command(
         after_help = "Examples:\n  tenzip compress -o out.tzp model.safetensors\n  \
-                            tenzip compress --all -r Llama-3.2-1B/   every file of a Hugging Face model folder"
+                            tenzip compress --all -r Llama-3.2-1B/   every file of a Hugging Face model folder\n  \
+                            tenzip compress --fast model.safetensors   faster restores, a slightly larger file"
     )]
     Compress(CompressArgs),
     /// Restore the original files from .tzp files.
@@ -118,6 +119,10 @@ pub struct CompressArgs {
     /// Original bytes per independently coded chunk, e.g. 256K or 4M.
     #[arg(long, default_value = "1M", value_parser = parse_size, value_name = "BYTES")]
     pub chunk_size: usize,
+    /// Favour restore speed: the faster coder wherever the smaller one saves under 2% of a stream
+    /// (BF16 weights restore about 1.5x as fast, for files 0.2-0.3% larger).
+    #[arg(long)]
+    pub fast: bool,
     #[command(flatten)]
     pub write: WriteArgs,
 }

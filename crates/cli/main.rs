@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Parser;
 use rayon::prelude::*;
-use tenzip::{CompressOptions, DecompressOptions, Summary};
+use tenzip::{CompressOptions, DecompressOptions, Preference, Summary};
 
 use args::{
     AnalyzeArgs, Cli, Command, CompressArgs, DecompressArgs, ExtractArgs, InspectArgs, RunArgs,
@@ -160,6 +160,11 @@ fn compress(args: CompressArgs) -> anyhow::Result<ExitCode> {
         chunk_size: args.chunk_size,
         generic: args.generic,
         overwrite: args.write.force,
+        preference: if args.fast {
+            Preference::Speed
+        } else {
+            Preference::Size
+        },
         ..CompressOptions::default()
     };
     Ok(run_each(

@@ -1,4 +1,5 @@
-//! `cargo xtask bench [--runs N] [--zstd19] [--no-zipnn] [--quick] [FILES...]`: tenzip beside zstd and ZipNN.
+//! `cargo xtask bench [--runs N] [--zstd19] [--no-zipnn] [--quick] [--fast] [FILES...]`: tenzip beside zstd
+//! and ZipNN. `--fast` measures `tenzip compress --fast` and writes `bench-fast.md` / `.json` instead.
 //!
 //! For each file (default: every safetensors and GGUF file of the corpus that `../shared/corpus/fetch.sh` makes), in
 //! one run: tenzip's ratio and compress / decompress MB/s at one thread and at all threads (in-process,
@@ -14,7 +15,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use serde::Serialize;
 use serde_json::Value;
-use tenzip::{CompressOptions, Container, DecompressOptions, Plan};
+use tenzip::{CompressOptions, Container, DecompressOptions, Plan, Preference};
 
 use crate::{corpus_dir, root};
 
@@ -24,6 +25,8 @@ struct Args {
     quick: bool,
     zstd19: bool,
     zipnn: bool,
+    /// tenzip favours restore speed (`compress --fast`).
+    fast: bool,
     files: Vec<PathBuf>,
 }
 
@@ -33,6 +36,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Args> {
         quick: false,
         zstd19: false,
         zipnn: true,
+        fast: false,
         files: Vec::new(),
     };
     let mut args = args.iter();
@@ -42,6 +46,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Args> {
             "--zstd19" => parsed.zstd19 = true,
             "--quick" => parsed.quick = true,
             "--no-zipnn" => parsed.zipnn = false,
+            "--fast" => parsed.fast = true,
             flag if flag.starts_with('-') => bail!("unknown flag {flag}"),
             file => parsed.files.push(PathBuf::from(file)),
         }
@@ -113,8 +118,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     for file in &args.files {
         eprintln!("bench: {}", file.display());
         let bytes = std::fs::read(file).with_context(|| file.display().to_string())?;
-        let (ratio, one) = time_tenzip(&bytes, 1, args.runs)?;
-        let (_, all) = time_tenzip(&bytes, threads, args.runs)?;
+        let preference = if args.fast {
+            Preference::Speed
+        } else {
+            Preference::Size
+        };
+        let (ratio, one) = time_tenzip(&bytes, 1, preference, args.runs)?;
+        let (_, all) = time_tenzip(&bytes, threads, preference, args.runs)?;
         if args.quick {
             println!(
                 "{}: {ratio:.4}  1T {:.0} / {:.0} MB/s  {threads}T {:.0} / {:.0} MB/s",
@@ -153,7 +163,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             tenzip_ratio: ratio,
             tenzip_1_thread: one,
             tenzip_all_threads: all,
-            tenzip_peak_rss_mib: peak_rss(&binary, file),
+            tenzip_peak_rss_mib: peak_rss(&binary, file, args.fast),
             order0_limit_per_tensor: order0_limit(&python, file),
             reference,
         });
@@ -161,16 +171,17 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if args.quick {
         return Ok(());
     }
-    let markdown = markdown(&results, threads, args.runs);
+    let markdown = markdown(&results, threads, args.runs, args.fast);
     println!("{markdown}");
     let out_dir = root().join("bench-results");
     std::fs::create_dir_all(&out_dir)?;
-    std::fs::write(out_dir.join("bench.md"), &markdown)?;
+    let name = if args.fast { "bench-fast" } else { "bench" };
+    std::fs::write(out_dir.join(format!("{name}.md")), &markdown)?;
     std::fs::write(
-        out_dir.join("bench.json"),
+        out_dir.join(format!("{name}.json")),
         serde_json::to_string_pretty(&results)?,
     )?;
-    eprintln!("wrote {}", out_dir.join("bench.md").display());
+    eprintln!("wrote {}", out_dir.join(format!("{name}.md")).display());
     Ok(())
 }
 
@@ -181,9 +192,15 @@ fn median(mut samples: Vec<f64>) -> f64 {
 
 /// Ratio, and median compress / decompress MB/s of the library, memory to memory (the output buffer is
 /// allocated once, outside the timing, as a file system's page cache would be).
-fn time_tenzip(file: &[u8], threads: usize, runs: usize) -> anyhow::Result<(f64, Speed)> {
+fn time_tenzip(
+    file: &[u8],
+    threads: usize,
+    preference: Preference,
+    runs: usize,
+) -> anyhow::Result<(f64, Speed)> {
     let options = CompressOptions {
         threads,
+        preference,
         ..CompressOptions::default()
     };
     let plan = Plan::new(file, false)?;
@@ -232,7 +249,7 @@ pub(crate) fn build_cli() -> anyhow::Result<PathBuf> {
 }
 
 /// Peak RSS in MiB of the CLI compressing and then decompressing `file` (to a temporary folder).
-fn peak_rss(binary: &Path, file: &Path) -> Option<(f64, f64)> {
+fn peak_rss(binary: &Path, file: &Path, fast: bool) -> Option<(f64, f64)> {
     let time = Path::new("/usr/bin/time");
     if !time.exists() {
         return None;
@@ -253,14 +270,18 @@ fn peak_rss(binary: &Path, file: &Path) -> Option<(f64, f64)> {
         let kib: f64 = stderr.lines().last()?.trim().parse().ok()?;
         Some(kib / 1024.0)
     };
-    let compress = rss(&[
+    let mut compress_args: Vec<&std::ffi::OsStr> = vec![
         "compress".as_ref(),
         "-q".as_ref(),
         "-f".as_ref(),
         "-o".as_ref(),
         packed.as_os_str(),
         file.as_os_str(),
-    ]);
+    ];
+    if fast {
+        compress_args.push("--fast".as_ref());
+    }
+    let compress = rss(&compress_args);
     let decompress = rss(&[
         "decompress".as_ref(),
         "-q".as_ref(),
@@ -324,7 +345,7 @@ fn reference_python(zipnn: bool) -> anyhow::Result<PathBuf> {
     crate::python::venv("bench-venv", &packages)
 }
 
-fn markdown(results: &[FileResult], threads: usize, runs: usize) -> String {
+fn markdown(results: &[FileResult], threads: usize, runs: usize, fast: bool) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -338,8 +359,9 @@ fn markdown(results: &[FileResult], threads: usize, runs: usize) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
+    let fast = if fast { " --fast" } else { "" };
     let mut out = format!(
-        "Measured by `cargo xtask bench --runs {runs}` on {cpu}, {threads} threads, {rustc}. Ratio = compressed / original; \
+        "Measured by `cargo xtask bench --runs {runs}{fast}` on {cpu}, {threads} threads, {rustc}. Ratio = compressed / original; \
          MB/s of original bytes, medians of {runs} runs, memory to memory; \"1T\" one thread, \"{threads}T\" all threads.\n\n"
     );
     out += &format!(

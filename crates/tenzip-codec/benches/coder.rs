@@ -6,7 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tenzip_codec::entropy::{decode_block, encode_block};
-use tenzip_codec::{decode_chunk, encode_chunk, Layout, Scratch};
+use tenzip_codec::{decode_chunk, encode_chunk, Layout, Preference, Scratch};
 
 const CHUNK: usize = 1 << 20;
 
@@ -53,7 +53,7 @@ fn streams(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("encode", name), &symbols, |b, symbols| {
             b.iter(|| {
                 block.clear();
-                encode_block(symbols, &mut block);
+                encode_block(symbols, Preference::Size, &mut block);
             })
         });
         let mut out = vec![0; symbols.len()];
@@ -70,7 +70,15 @@ fn chunks(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(values.len() as u64));
     let (mut scratch, mut payload) = (Scratch::default(), Vec::new());
     group.bench_function("encode", |b| {
-        b.iter(|| encode_chunk(Layout::Bf16, &values, &mut scratch, &mut payload))
+        b.iter(|| {
+            encode_chunk(
+                Layout::Bf16,
+                &values,
+                Preference::Size,
+                &mut scratch,
+                &mut payload,
+            )
+        })
     });
     let mut out = vec![0; values.len()];
     group.bench_function("decode", |b| {

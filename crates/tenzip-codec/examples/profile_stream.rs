@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use tenzip_codec::entropy::{decode_block, encode_block};
+use tenzip_codec::Preference;
 
 fn main() {
     let mut state = 7u64;
@@ -20,7 +21,7 @@ fn main() {
         })
         .collect();
     let mut block = Vec::new();
-    encode_block(&symbols, &mut block);
+    encode_block(&symbols, Preference::Size, &mut block);
     println!(
         "mode {} size {} of {}",
         block[0],

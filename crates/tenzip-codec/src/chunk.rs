@@ -1,6 +1,6 @@
 //! One chunk: split into field streams, each coded as an [`entropy`](crate::entropy) block.
 
-use crate::entropy::{self, Block};
+use crate::entropy::{self, Block, Preference};
 use crate::rows::{self, RepeatedRows};
 use crate::{Error, Layout, Split};
 
@@ -26,11 +26,18 @@ impl Scratch {
 /// Codes one chunk of values into `payload` (cleared first): for layouts with several splits, one byte
 /// naming the split, then one block per stream of the split, in order. For per-channel layouts whose rows
 /// repeat, the byte after the last split's index, the distinct row count (`u32` LE), a block of row
-/// references (`u32` LE each), then the distinct rows coded as a chunk of their own.
+/// references (`u32` LE each), then the distinct rows coded as a chunk of their own. `preference` weighs
+/// size against decoding speed where two codes are close; decoders need not know it.
 ///
 /// # Panics
 /// If `values.len()` is not a multiple of `layout.value_size()`; callers cut chunks on value boundaries.
-pub fn encode_chunk(layout: Layout, values: &[u8], scratch: &mut Scratch, payload: &mut Vec<u8>) {
+pub fn encode_chunk(
+    layout: Layout,
+    values: &[u8],
+    preference: Preference,
+    scratch: &mut Scratch,
+    payload: &mut Vec<u8>,
+) {
     assert_eq!(
         values.len() % layout.value_size(),
         0,
@@ -41,15 +48,21 @@ pub fn encode_chunk(layout: Layout, values: &[u8], scratch: &mut Scratch, payloa
         payload.push(layout.split_count() as u8);
         let distinct_rows = repeated.distinct.len() / layout.value_size();
         payload.extend_from_slice(&(distinct_rows as u32).to_le_bytes());
-        entropy::encode_block_lz(&repeated.references, payload);
-        encode_split(layout, &repeated.distinct, scratch, payload);
+        entropy::encode_block_lz(&repeated.references, preference, payload);
+        encode_split(layout, &repeated.distinct, preference, scratch, payload);
         return;
     }
-    encode_split(layout, values, scratch, payload);
+    encode_split(layout, values, preference, scratch, payload);
 }
 
 /// Appends the split byte (where the layout has a choice) and one block per stream of the best split.
-fn encode_split(layout: Layout, values: &[u8], scratch: &mut Scratch, payload: &mut Vec<u8>) {
+fn encode_split(
+    layout: Layout,
+    values: &[u8],
+    preference: Preference,
+    scratch: &mut Scratch,
+    payload: &mut Vec<u8>,
+) {
     let choice = choose_split(layout, values, scratch);
     if layout.split_count() > 1 {
         payload.push(choice as u8);
@@ -63,13 +76,13 @@ fn encode_split(layout: Layout, values: &[u8], scratch: &mut Scratch, payload: &
         let parts = split.parts(index);
         match split.context_of(index) {
             _ if parts > 1 && !stream.is_empty() => {
-                entropy::encode_block_parts(stream, parts, payload)
+                entropy::encode_block_parts(stream, parts, preference, payload)
             }
             Some(context) => {
-                entropy::encode_block_given(stream, &streams[context], payload, regroup)
+                entropy::encode_block_given(stream, &streams[context], preference, payload, regroup)
             }
-            None if split.has_repeats() => entropy::encode_block_lz(stream, payload),
-            None => entropy::encode_block(stream, payload),
+            None if split.has_repeats() => entropy::encode_block_lz(stream, preference, payload),
+            None => entropy::encode_block(stream, preference, payload),
         }
     }
 }
@@ -307,7 +320,7 @@ mod tests {
 
     fn round_trip(layout: Layout, values: &[u8]) -> usize {
         let (mut scratch, mut payload) = (Scratch::default(), Vec::new());
-        encode_chunk(layout, values, &mut scratch, &mut payload);
+        encode_chunk(layout, values, Preference::Size, &mut scratch, &mut payload);
         let mut out = vec![0; values.len()];
         decode_chunk(layout, &payload, &mut out, &mut scratch).unwrap();
         assert_eq!(out, values, "{layout}");
@@ -337,7 +350,13 @@ mod tests {
             })
         );
         let mut payload = Vec::new();
-        encode_chunk(Layout::Bytes, &[1, 2, 3], &mut scratch, &mut payload);
+        encode_chunk(
+            Layout::Bytes,
+            &[1, 2, 3],
+            Preference::Size,
+            &mut scratch,
+            &mut payload,
+        );
         payload.push(0);
         assert_eq!(
             decode_chunk(Layout::Bytes, &payload, &mut [0; 3], &mut scratch),
@@ -401,7 +420,13 @@ mod tests {
             .collect();
         let stored = round_trip(layout, &values);
         let (mut scratch, mut payload) = (Scratch::default(), Vec::new());
-        encode_chunk(layout, &values, &mut scratch, &mut payload);
+        encode_chunk(
+            layout,
+            &values,
+            Preference::Size,
+            &mut scratch,
+            &mut payload,
+        );
         let coding = chunk_coding(layout, &payload).unwrap();
         assert!(coding.repeated_rows, "{coding:?}");
         assert!(stored < 40 * 64 + 600, "{stored} bytes");
@@ -473,7 +498,13 @@ mod tests {
         let layout = Layout::Blocks(&crate::blocks::Q8_0);
         round_trip(layout, &values);
         let (mut scratch, mut payload) = (Scratch::default(), Vec::new());
-        encode_chunk(layout, &values, &mut scratch, &mut payload);
+        encode_chunk(
+            layout,
+            &values,
+            Preference::Size,
+            &mut scratch,
+            &mut payload,
+        );
         let coding = chunk_coding(layout, &payload).unwrap();
         assert_eq!(coding.modes[1], entropy::Mode::Grouped, "{coding:?}");
     }

@@ -7,12 +7,12 @@
 //! callers decode them in parallel and can read one tensor back without touching the others.
 //!
 //! ```
-//! use tenzip_codec::{decode_chunk, encode_chunk, Layout, Scratch};
+//! use tenzip_codec::{decode_chunk, encode_chunk, Layout, Preference, Scratch};
 //!
 //! let bf16_values: Vec<u8> = (0..4096u32).flat_map(|i| ((i % 50) as u16 + 0x3f00).to_le_bytes()).collect();
 //! let mut scratch = Scratch::default();
 //! let mut payload = Vec::new();
-//! encode_chunk(Layout::Bf16, &bf16_values, &mut scratch, &mut payload);
+//! encode_chunk(Layout::Bf16, &bf16_values, Preference::Size, &mut scratch, &mut payload);
 //! assert!(payload.len() < bf16_values.len() / 2);
 //!
 //! let mut restored = vec![0; bf16_values.len()];
@@ -34,5 +34,6 @@ pub mod sequence;
 
 pub use channels::ChannelFloat;
 pub use chunk::{channels_pay, chunk_coding, decode_chunk, encode_chunk, ChunkCoding, Scratch};
+pub use entropy::Preference;
 pub use error::Error;
 pub use layout::{Layout, Split};

@@ -26,7 +26,7 @@
 
 use crate::channels::{merge_fields, split_fields, ChannelFloat};
 use crate::entropy::tans::{ContextTables, Frequencies};
-use crate::entropy::{decode_block, encode_block_lz, histogram, take};
+use crate::entropy::{decode_block, encode_block_lz, histogram, take, Preference};
 use crate::Error;
 
 /// Table log of the stored, learned tables: counts of one byte for all but the commonest symbols.
@@ -187,7 +187,7 @@ impl SequenceTables {
         out.push(self.float.index());
         out.extend_from_slice(&(self.channels as u16).to_le_bytes());
         out.extend_from_slice(&(tables.len() as u32).to_le_bytes());
-        encode_block_lz(&tables, out);
+        encode_block_lz(&tables, Preference::Size, out);
     }
 
     /// Reads tables written by [`SequenceTables::write`] for pages of `channels`-element rows of `float`;
@@ -499,6 +499,7 @@ mod tests {
         crate::encode_chunk(
             crate::Layout::Bf16,
             &page,
+            Preference::Size,
             &mut crate::Scratch::default(),
             &mut own,
         );

@@ -13,7 +13,7 @@ use std::ops::Range;
 use std::sync::mpsc;
 
 use rayon::prelude::*;
-use tenzip_codec::{decode_chunk, encode_chunk, Layout, Scratch};
+use tenzip_codec::{decode_chunk, encode_chunk, Layout, Preference, Scratch};
 use tenzip_container::{
     Checksum, Chunk, Container, Manifest, Segment, Source as SourceFile, Writer,
 };
@@ -33,6 +33,8 @@ pub struct CompressOptions {
     pub generic: bool,
     /// Replace an existing output file.
     pub overwrite: bool,
+    /// Smallest file, or faster restores for a slightly larger one (`tenzip compress --fast`).
+    pub preference: Preference,
     /// Advanced by the original bytes of each chunk as it is written.
     pub progress: Progress,
 }
@@ -44,6 +46,7 @@ impl Default for CompressOptions {
             threads: 0,
             generic: false,
             overwrite: false,
+            preference: Preference::Size,
             progress: Progress::default(),
         }
     }
@@ -207,7 +210,13 @@ pub fn compress<S: Source + ?Sized, W: Write + Send>(
         |scratch, task: &ChunkTask, slot: &mut CodedSlot| {
             let values = &bytes[task.range.clone()];
             slot.xxh3 = xxhash_rust::xxh3::xxh3_64(values);
-            encode_chunk(task.layout, values, scratch, &mut slot.payload);
+            encode_chunk(
+                task.layout,
+                values,
+                options.preference,
+                scratch,
+                &mut slot.payload,
+            );
             Ok(())
         },
         |task, slot| {

@@ -39,7 +39,7 @@
 //! ```
 
 use tenzip_codec::sequence::{PageScratch, SequenceTables};
-use tenzip_codec::{decode_chunk, encode_chunk, ChannelFloat, Error, Layout, Scratch};
+use tenzip_codec::{decode_chunk, encode_chunk, ChannelFloat, Error, Layout, Preference, Scratch};
 
 /// Last byte of a page coded with its own tables: a chunk of the page's layout comes before it. (Last, not
 /// first, so that the coders write straight into the caller's buffer.)
@@ -152,7 +152,7 @@ impl KvPages {
                 return;
             }
         }
-        encode_chunk(self.layout, page, &mut self.scratch, out);
+        encode_chunk(self.layout, page, Preference::Size, &mut self.scratch, out);
         out.push(OWN_TABLES);
     }
     /// Restores a page coded by [`KvPages::compress`] into `out`, which must be exactly the page's length.

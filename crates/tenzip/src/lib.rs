@@ -48,4 +48,5 @@ pub use file::{
 pub use progress::Progress;
 pub use route::{layout_for, route_tensors, Format, Plan, PlannedSegment, PlannedTensor};
 pub use source::Source;
+pub use tenzip_codec::Preference;
 pub use tenzip_container::{Container, Manifest, Segment, SegmentKind};

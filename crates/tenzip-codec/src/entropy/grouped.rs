@@ -10,7 +10,7 @@
 //! the positions of that context symbol, in stream order. Group lengths are not stored: the decoder counts
 //! them in the context stream it already has.
 
-use super::{histogram, Block};
+use super::{histogram, Block, Preference};
 use crate::Error;
 
 /// Where each context symbol's group starts when a stream is regrouped by `context`.
@@ -26,7 +26,13 @@ fn group_starts(context: &[u8]) -> [usize; 256] {
 }
 
 /// Appends the grouped body coding `symbols` given `context` (the same length) to `out`.
-pub(crate) fn encode(symbols: &[u8], context: &[u8], out: &mut Vec<u8>, regroup: &mut Vec<u8>) {
+pub(crate) fn encode(
+    symbols: &[u8],
+    context: &[u8],
+    preference: Preference,
+    out: &mut Vec<u8>,
+    regroup: &mut Vec<u8>,
+) {
     debug_assert_eq!(symbols.len(), context.len());
     let counts = histogram(context);
     let mut next = group_starts(context);
@@ -40,7 +46,7 @@ pub(crate) fn encode(symbols: &[u8], context: &[u8], out: &mut Vec<u8>, regroup:
     let mut start = 0;
     for &count in counts.iter().filter(|&&count| count > 0) {
         let end = start + count as usize;
-        super::encode_block(&regroup[start..end], out);
+        super::encode_block(&regroup[start..end], preference, out);
         start = end;
     }
 }
