@@ -782,22 +782,12 @@ impl ContextTables {
         })
     }
 
-    /// The number of contexts.
-    pub fn len(&self) -> usize {
-        self.frequencies.len()
-    }
-
-    /// Always false: there is at least one context.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
     fn log(&self) -> u32 {
         self.frequencies[0].log
     }
 
     /// Whether `context`'s table can code `symbol`.
-    pub fn codes(&self, context: usize, symbol: u8) -> bool {
+    fn codes(&self, context: usize, symbol: u8) -> bool {
         self.frequencies[context].counts[usize::from(symbol)] > 0
     }
 
