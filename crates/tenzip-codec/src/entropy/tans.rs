@@ -187,9 +187,10 @@ impl Frequencies {
         (first as u8, last as u8)
     }
 
-    /// Table format: the table log, `first`, `last`, then the counts of `first..=last` as LEB128 varints, except that a
-    /// zero count is followed by one byte saying how many more zeros follow (0 to 255). Exponent streams use
-    /// a few dozen symbols spread over a range that outliers stretch to a hundred or more, so zeros dominate.
+    /// Table format: the table log, `first`, `last`, then the counts of `first..=last` as LEB128 varints,
+    /// except that a zero count is followed by one byte saying how many more zeros follow (0 to 255).
+    /// Exponent streams use a few dozen symbols spread over a range that outliers stretch to a hundred or
+    /// more, so zeros dominate.
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         let (first, last) = self.symbol_range();
         out.extend_from_slice(&[self.log as u8, first, last]);
