@@ -37,6 +37,11 @@ const TABLE_SIZE: usize = 1 << MAX_TABLE_LOG;
 /// Streams this long or longer are coded as two sub-streams; below it the second set of final states and
 /// the length field cost more than the overlap saves.
 pub const SPLIT_STREAM_MIN: usize = 8192;
+/// How many decoding table entries weigh as much as one coded byte when a block's table size is chosen. A
+/// decoder fills every entry before its first symbol, so on short streams (the channels of a per-channel
+/// chunk) table building is a third of the restore time; at 16 entries a byte, whisper's BF16 file restores
+/// 16% faster at the same ratio to four places.
+const ENTRIES_PER_BYTE: usize = 16;
 /// Streams below this length try coarser tables; longer ones gain next to nothing from a smaller table.
 const TRY_COARSER_BELOW: usize = 1 << 15;
 const STATES: usize = 4;
@@ -52,8 +57,9 @@ pub struct Frequencies {
 }
 
 impl Frequencies {
-    /// The frequencies that code `histogram` (at least two symbols occur) in the fewest bytes, table and
-    /// framing included: the finest table for long streams, the best of the coarser ones for short ones.
+    /// The frequencies that code `histogram` (at least two symbols occur) best: in the fewest bytes, table
+    /// and framing included, with each entry of the decoding table weighed as [`ENTRIES_PER_BYTE`] of a byte.
+    /// The finest table for long streams, the best of the coarser ones for short ones.
     pub fn for_histogram(histogram: &[u32; 256]) -> Frequencies {
         let total: u64 = histogram.iter().map(|&c| u64::from(c)).sum();
         let finest = Frequencies::normalize(histogram, MAX_TABLE_LOG);
@@ -61,7 +67,10 @@ impl Frequencies {
             return finest;
         }
         let distinct = histogram.iter().filter(|&&c| c > 0).count();
-        let mut best_len = finest.coded_len(histogram);
+        let cost = |frequencies: &Frequencies| {
+            frequencies.coded_len(histogram) + frequencies.size() / ENTRIES_PER_BYTE
+        };
+        let mut best_len = cost(&finest);
         let mut best = finest;
         // The size falls as the table shrinks until rounding the frequencies costs more than the table saves;
         // stop at the first coarser table that is no smaller.
@@ -70,7 +79,7 @@ impl Frequencies {
                 break;
             }
             let coarser = Frequencies::normalize(histogram, log);
-            let len = coarser.coded_len(histogram);
+            let len = cost(&coarser);
             if len >= best_len {
                 break;
             }
