@@ -113,7 +113,9 @@ impl KvPages {
     }
 
     /// Learns tables from `first_pages` (whole tokens: the first pages of a sequence, a few hundred tokens)
-    /// and codes every later page with them. Store them with [`KvPages::write_tables`].
+    /// and codes every later page with them. Store them with [`KvPages::write_tables`]. Learning again from
+    /// the pages written since pays: keys drift along a sequence (`cargo xtask bench --kv` relearns every 512
+    /// tokens).
     ///
     /// # Panics
     /// If `first_pages` is empty or not whole tokens.
@@ -155,6 +157,7 @@ impl KvPages {
         encode_chunk(self.layout, page, Preference::Size, &mut self.scratch, out);
         out.push(OWN_TABLES);
     }
+
     /// Restores a page coded by [`KvPages::compress`] into `out`, which must be exactly the page's length.
     pub fn decompress(&mut self, payload: &[u8], out: &mut [u8]) -> Result<(), Error> {
         match (payload.split_last(), &self.tables) {
