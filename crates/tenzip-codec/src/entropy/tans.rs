@@ -58,7 +58,7 @@ pub struct Frequencies {
 
 impl Frequencies {
     /// The frequencies that code `histogram` (at least two symbols occur) best: in the fewest bytes, table
-    /// and framing included, with each entry of the decoding table weighed as [`ENTRIES_PER_BYTE`] of a byte.
+    /// and framing included, with each entry of the decoding table weighed as 1/16 of a byte.
     /// The finest table for long streams, the best of the coarser ones for short ones.
     pub fn for_histogram(histogram: &[u32; 256]) -> Frequencies {
         let total: u64 = histogram.iter().map(|&c| u64::from(c)).sum();
