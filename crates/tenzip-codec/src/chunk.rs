@@ -318,13 +318,14 @@ mod tests {
     use crate::ChannelFloat;
     use proptest::prelude::*;
 
-    fn round_trip(layout: Layout, values: &[u8]) -> usize {
+    /// Codes `values`, checks they decode back, and returns the payload.
+    fn round_trip(layout: Layout, values: &[u8]) -> Vec<u8> {
         let (mut scratch, mut payload) = (Scratch::default(), Vec::new());
         encode_chunk(layout, values, Preference::Size, &mut scratch, &mut payload);
         let mut out = vec![0; values.len()];
         decode_chunk(layout, &payload, &mut out, &mut scratch).unwrap();
         assert_eq!(out, values, "{layout}");
-        payload.len()
+        payload
     }
 
     #[test]
@@ -336,7 +337,7 @@ mod tests {
                     .to_le_bytes()
             })
             .collect();
-        assert!(round_trip(Layout::Bf16, &values) < values.len() * 6 / 10);
+        assert!(round_trip(Layout::Bf16, &values).len() < values.len() * 6 / 10);
     }
 
     #[test]
@@ -399,8 +400,8 @@ mod tests {
             .collect();
         let layout = Layout::Bf16.channels(16).unwrap();
         assert_eq!(choose_split(layout, &values, &mut Scratch::default()), 1);
-        let flat = round_trip(Layout::Bf16, &values);
-        let per_channel = round_trip(layout, &values);
+        let flat = round_trip(Layout::Bf16, &values).len();
+        let per_channel = round_trip(layout, &values).len();
         assert!(per_channel * 100 < flat * 95, "{per_channel} vs {flat}");
     }
 
@@ -418,23 +419,17 @@ mod tests {
         let values: Vec<u8> = (0..600usize)
             .flat_map(|row| distinct[row * 7 % 40].clone())
             .collect();
-        let stored = round_trip(layout, &values);
-        let (mut scratch, mut payload) = (Scratch::default(), Vec::new());
-        encode_chunk(
-            layout,
-            &values,
-            Preference::Size,
-            &mut scratch,
-            &mut payload,
-        );
+        let payload = round_trip(layout, &values);
+        let stored = payload.len();
         let coding = chunk_coding(layout, &payload).unwrap();
         assert!(coding.repeated_rows, "{coding:?}");
         assert!(stored < 40 * 64 + 600, "{stored} bytes");
         // A reference past the distinct rows is an error, not a panic.
         let mut restored = vec![0; values.len()];
-        let mut damaged = payload.clone();
+        let mut damaged = payload;
         damaged[1..5].copy_from_slice(&700u32.to_le_bytes());
-        assert!(decode_chunk(layout, &damaged, &mut restored, &mut scratch).is_err());
+        let decoded = decode_chunk(layout, &damaged, &mut restored, &mut Scratch::default());
+        assert!(decoded.is_err());
     }
 
     #[test]
@@ -496,16 +491,7 @@ mod tests {
             })
             .collect();
         let layout = Layout::Blocks(&crate::blocks::Q8_0);
-        round_trip(layout, &values);
-        let (mut scratch, mut payload) = (Scratch::default(), Vec::new());
-        encode_chunk(
-            layout,
-            &values,
-            Preference::Size,
-            &mut scratch,
-            &mut payload,
-        );
-        let coding = chunk_coding(layout, &payload).unwrap();
+        let coding = chunk_coding(layout, &round_trip(layout, &values)).unwrap();
         assert_eq!(coding.modes[1], entropy::Mode::Grouped, "{coding:?}");
     }
 

@@ -276,8 +276,12 @@ impl SequenceTables {
         self.tables
             .decode(payload, &self.contexts, &mut scratch.symbols)?;
         scratch.deinterleave(fields);
-        let views: Vec<&[u8]> = scratch.fields.iter().map(Vec::as_slice).collect();
-        merge_fields(self.float, &views, out);
+        // At most three fields: views on the stack, no allocation per page.
+        let mut views: [&[u8]; 3] = [&[]; 3];
+        for (view, field) in views.iter_mut().zip(&scratch.fields) {
+            *view = field;
+        }
+        merge_fields(self.float, &views[..fields], out);
         Ok(())
     }
 }
