@@ -141,7 +141,6 @@ struct InspectJson<'a> {
     source_bytes: u64,
     stored_bytes: u64,
     ratio: f64,
-    blake3: &'a str,
     writer: &'a str,
     /// Totals per dtype and layout, largest first.
     groups: Vec<GroupJson>,
@@ -249,7 +248,6 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
         source_bytes: manifest.source.len,
         stored_bytes: inspection.container_len,
         ratio: ratio(inspection.container_len, manifest.source.len),
-        blake3: &manifest.source.blake3,
         writer: &manifest.writer,
         groups: groups(&segments),
         segments,

@@ -2,7 +2,7 @@
 //! checkpoint far larger than the chunks in flight (20 GiB by default), beside the in-memory path on 1 GiB.
 //!
 //! Writes a BF16 safetensors file of weight-like values (one tensor per GiB), compresses it with the CLI under
-//! `/usr/bin/time`, deletes it, restores it (the restore checks every chunk and the BLAKE3 of the whole file),
+//! `/usr/bin/time`, deletes it, restores it (the restore checks every chunk's checksum),
 //! and reports peak RSS and MB/s for both. Needs about 1.7x the size in free disk. Not part of CI.
 
 use std::io::{BufWriter, Write};

@@ -291,7 +291,8 @@ fn decode_split(
         let (decoded, [buffer, ..]) = buffers.split_at_mut(index) else {
             unreachable!("index < count");
         };
-        buffer.clear();
+        // Decoders overwrite every byte, so a buffer already this long (the common case: chunks of equal
+        // length) is not cleared first.
         buffer.resize(len, 0);
         match split.context_of(index) {
             Some(context) => {

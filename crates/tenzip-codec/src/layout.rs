@@ -318,8 +318,8 @@ impl Split {
     /// Splits `values` (a whole number of values) into `stream_count()` streams, reusing their buffers
     /// (and `scratch`, for the per-channel transpose).
     pub fn split(self, values: &[u8], streams: &mut [Vec<u8>], scratch: &mut Vec<u8>) {
+        // Every split writes every byte of its streams, so buffers already long enough are not cleared.
         for (index, stream) in streams.iter_mut().enumerate() {
-            stream.clear();
             stream.resize(self.stream_len(index, values.len()), 0);
         }
         match (self, streams) {

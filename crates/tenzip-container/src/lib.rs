@@ -13,8 +13,8 @@
 //! let mut writer = Writer::new(Vec::new())?;
 //! let offset = writer.append(original)?;
 //! let chunk = Chunk { offset, stored: 5, len: 5, xxh3: Checksum::of(original) };
-//! let segment = Segment::new(SegmentKind::Bytes, 0..5, "bytes", Checksum::of(original), vec![chunk]);
-//! let manifest = Manifest::new(Source { format: "generic".into(), len: 5, blake3: "00".repeat(32) }, 5, vec![segment]);
+//! let segment = Segment::new(SegmentKind::Bytes, 0..5, "bytes", vec![chunk]);
+//! let manifest = Manifest::new(Source { format: "generic".into(), len: 5 }, 5, vec![segment]);
 //! let file = writer.finish(&manifest)?;
 //!
 //! let container = Container::open(&file)?;

@@ -43,8 +43,6 @@ pub struct Source {
     pub format: String,
     /// Length in bytes.
     pub len: u64,
-    /// BLAKE3 hash of the whole original file, 64 lowercase hex digits.
-    pub blake3: String,
 }
 
 /// What a segment of the original file is.
@@ -82,8 +80,6 @@ pub struct Segment {
     /// Why the writer chose that layout, e.g. `"MXFP4 codes, E8M0 scales in x_scales"`. Informational.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
-    /// Checksum of the segment's original bytes.
-    pub xxh3: Checksum,
     /// The coded chunks, in order; their lengths add up to `len`.
     pub chunks: Vec<Chunk>,
 }
@@ -94,7 +90,6 @@ impl Segment {
         kind: SegmentKind,
         range: std::ops::Range<u64>,
         layout: &str,
-        xxh3: Checksum,
         chunks: Vec<Chunk>,
     ) -> Segment {
         Segment {
@@ -106,7 +101,6 @@ impl Segment {
             len: range.end - range.start,
             layout: layout.to_owned(),
             route: None,
-            xxh3,
             chunks,
         }
     }

@@ -173,17 +173,10 @@ mod tests {
                 xxh3: Checksum::of(payload),
             })
             .collect();
-        let segment = Segment::new(
-            SegmentKind::Bytes,
-            0..7,
-            "bytes",
-            Checksum::of(b"abcdefg"),
-            chunks,
-        );
+        let segment = Segment::new(SegmentKind::Bytes, 0..7, "bytes", chunks);
         let source = Source {
             format: "generic".into(),
             len: 7,
-            blake3: "0".repeat(64),
         };
         writer
             .finish(&Manifest::new(source, 4, vec![segment]))

@@ -1,7 +1,7 @@
 //! The engine: codes a planned file chunk by chunk, in parallel, into a container, and back.
 //!
 //! Workers code chunks into reusable slots a few chunks ahead of the calling thread, which consumes them
-//! strictly in order (writes them out, hashes them). Output therefore never depends on the thread count,
+//! strictly in order (writes them out). Output therefore never depends on the thread count,
 //! and memory stays bounded by the chunks in flight, not the file. With one thread the same code runs on
 //! the calling thread with no pool: that serial path is the reference that tests hold the parallel one to,
 //! byte for byte.
@@ -17,7 +17,6 @@ use tenzip_codec::{decode_chunk, encode_chunk, Layout, Preference, Scratch};
 use tenzip_container::{
     Checksum, Chunk, Container, Manifest, Segment, Source as SourceFile, Writer,
 };
-use xxhash_rust::xxh3::Xxh3;
 
 use crate::{ErrorKind, Plan, Progress, Source};
 
@@ -72,7 +71,7 @@ thread_local! {
 ///
 /// With a pool, workers run up to `IN_FLIGHT_PER_THREAD` tasks per thread ahead of the consumer, which takes
 /// results as soon as the next one in order is ready: no batch barriers, so a slow chunk holds back only
-/// the chunks behind it, and consuming (writing, hashing) overlaps coding throughout. The consumer is itself
+/// the chunks behind it, and consuming (writing) overlaps coding throughout. The consumer is itself
 /// a pool thread that codes chunks while it waits, so `-T N` means N busy threads, not N plus a writer.
 /// Slots are recycled, so memory stays at the in-flight window. Without a pool, everything runs here, one
 /// task after the other: the serial reference.
@@ -141,16 +140,6 @@ fn next_result<M>(receiver: &mpsc::Receiver<M>) -> M {
     }
 }
 
-/// Feeds the whole-file hash. In parallel runs the consumer hashes on a pool thread, so BLAKE3's own
-/// splitting lets idle workers share the hashing; the serial path stays on one thread.
-fn hash_into(hasher: &mut blake3::Hasher, bytes: &[u8], parallel: bool) {
-    if parallel {
-        hasher.update_rayon(bytes);
-    } else {
-        hasher.update(bytes);
-    }
-}
-
 /// Tasks each worker may run ahead of the consumer.
 const IN_FLIGHT_PER_THREAD: usize = 4;
 
@@ -197,13 +186,9 @@ pub fn compress<S: Source + ?Sized, W: Write + Send>(
 ) -> Result<(W, Manifest), ErrorKind> {
     let bytes = file.bytes();
     let pool = pool(options.threads)?;
-    let parallel = pool.is_some();
     let tasks = chunk_tasks(plan, options.chunk_size);
     let mut writer = Writer::new(out)?;
-    let mut file_hash = blake3::Hasher::new();
     let mut segment_chunks: Vec<Vec<Chunk>> = vec![Vec::new(); plan.segments.len()];
-    // Segment checksums stream along with the chunks, in order: a separate pass would read the file twice.
-    let mut segment_hashes: Vec<Xxh3> = plan.segments.iter().map(|_| Xxh3::new()).collect();
     pipeline(
         pool.as_ref(),
         &tasks,
@@ -228,26 +213,20 @@ pub fn compress<S: Source + ?Sized, W: Write + Send>(
                 len: values.len() as u64,
                 xxh3: Checksum(slot.xxh3),
             });
-            segment_hashes[task.segment].update(values);
-            hash_into(&mut file_hash, values, parallel);
             file.release(task.range.clone());
             options.progress.advance(values.len() as u64);
             Ok(())
         },
     )?;
-    let segment_checksums = segment_hashes.iter().map(|hash| Checksum(hash.digest()));
-
     let segments = plan
         .segments
         .iter()
         .zip(segment_chunks)
-        .zip(segment_checksums)
-        .map(|((planned, chunks), xxh3)| {
+        .map(|(planned, chunks)| {
             let mut segment = Segment::new(
                 planned.kind,
                 planned.range.clone(),
                 &planned.layout.name(),
-                xxh3,
                 chunks,
             );
             segment.route = Some(planned.route.clone());
@@ -262,7 +241,6 @@ pub fn compress<S: Source + ?Sized, W: Write + Send>(
     let source = SourceFile {
         format: plan.format.name().to_owned(),
         len: bytes.len() as u64,
-        blake3: file_hash.finalize().to_hex().to_string(),
     };
     let manifest = Manifest::new(source, options.chunk_size as u64, segments);
     let out = writer.finish(&manifest)?;
@@ -294,7 +272,8 @@ struct DecodeTask<'a> {
     layout: Layout,
 }
 
-/// Decodes `container` into `out`, checking each chunk and the whole file against the manifest. On error, what was written to `out` must be discarded.
+/// Decodes `container` into `out`, checking each chunk against its checksum before writing it. On error,
+/// what was written to `out` must be discarded.
 pub fn decompress<B: AsRef<[u8]> + Source, W: Write + Send>(
     container: &Container<B>,
     options: &DecompressOptions,
@@ -302,7 +281,6 @@ pub fn decompress<B: AsRef<[u8]> + Source, W: Write + Send>(
 ) -> Result<W, ErrorKind> {
     let manifest = container.manifest();
     let pool = pool(options.threads)?;
-    let parallel = pool.is_some();
     let layouts = manifest
         .segments
         .iter()
@@ -325,9 +303,6 @@ pub fn decompress<B: AsRef<[u8]> + Source, W: Write + Send>(
                 })
         })
         .collect();
-    // Every chunk's XXH3 and the whole file's BLAKE3 cover every byte; the per-tensor checksums are for
-    // readers of single tensors (`Archive`), and checking them here too would be a second serial pass.
-    let mut file_hash = blake3::Hasher::new();
     pipeline(
         pool.as_ref(),
         &tasks,
@@ -341,19 +316,16 @@ pub fn decompress<B: AsRef<[u8]> + Source, W: Write + Send>(
             let payload =
                 task.chunk.offset as usize..(task.chunk.offset + task.chunk.stored) as usize;
             container.storage().release(payload);
-            hash_into(&mut file_hash, slot, parallel);
             options.progress.advance(slot.len() as u64);
             Ok(())
         },
     )?;
-    check_file_hash(&file_hash, manifest)?;
     Ok(out)
 }
 
 /// Decodes the whole container into `out`, which must be exactly as long as the original file: every chunk
-/// in parallel straight into place (no ordered copy), each checked against its checksum, then the whole
-/// file against its BLAKE3 hash. The fastest restore when the output fits in memory; on error, `out` holds
-/// garbage.
+/// in parallel straight into place (no ordered copy), each checked against its checksum. The fastest restore
+/// when the output fits in memory; on error, `out` holds garbage.
 pub fn decompress_into<B: AsRef<[u8]> + Sync>(
     container: &Container<B>,
     options: &DecompressOptions,
@@ -398,23 +370,7 @@ pub fn decompress_into<B: AsRef<[u8]> + Sync>(
         Some(pool) => pool.install(|| pieces.par_iter_mut().try_for_each(decode))?,
         None => pieces.iter_mut().try_for_each(decode)?,
     }
-    drop(pieces);
-    let mut file_hash = blake3::Hasher::new();
-    match &pool {
-        Some(pool) => pool.install(|| file_hash.update_rayon(out)),
-        None => file_hash.update(out),
-    };
     options.progress.advance(out.len() as u64);
-    check_file_hash(&file_hash, manifest)
-}
-
-/// The whole-file check that every restore ends with.
-fn check_file_hash(file_hash: &blake3::Hasher, manifest: &Manifest) -> Result<(), ErrorKind> {
-    if file_hash.finalize().to_hex().as_str() != manifest.source.blake3 {
-        return Err(ErrorKind::Checksum(
-            "the whole restored file (BLAKE3)".into(),
-        ));
-    }
     Ok(())
 }
 

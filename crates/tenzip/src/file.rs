@@ -59,8 +59,8 @@ pub fn compress_file(
     })
 }
 
-/// Restores the original file from the `.tzp` file `input` into `output`. Every chunk checksum and the whole
-/// file's BLAKE3 hash are checked before `output` appears.
+/// Restores the original file from the `.tzp` file `input` into `output`. Every chunk checksum is checked before
+/// `output` appears.
 pub fn decompress_file(
     input: &Path,
     output: &Path,

@@ -7,8 +7,8 @@
 //! - the engine cuts segments into chunks and codes them in parallel with [`tenzip_codec`];
 //! - the container writer ([`tenzip_container`]) lays out payloads and the manifest.
 //!
-//! Decompression walks the same path backwards and checks every chunk's checksum and the whole file's
-//! BLAKE3 hash before the output gets its final name. [`decompress_into`] restores into memory, decoding
+//! Decompression walks the same path backwards and checks every chunk's checksum (every byte of the file
+//! lies in exactly one chunk) before the output gets its final name. [`decompress_into`] restores into memory, decoding
 //! every chunk in parallel straight into place. [`Archive`] reads single tensors back, decoding only their
 //! chunks.
 //!
