@@ -1,6 +1,8 @@
 //! LSB-first bit-streams: the writer shared by the Huffman and tANS encoders, the reader of the Huffman
 //! decoder.
 
+use std::cell::RefCell;
+
 /// Reads an LSB-first bit-stream. Reading past the end yields zero bits; [`BitReader::consumed_bits`] lets
 /// the caller check afterwards, once, that the stream ended exactly where it should.
 pub(crate) struct BitReader<'a> {
@@ -57,8 +59,8 @@ impl<'a> BitReader<'a> {
     }
 }
 
-/// Writes an LSB-first bit-stream into a region of a vector sized for the worst case, with one unaligned
-/// 8-byte store per flush and no per-byte branches. [`write_bits`] sets it up and trims the region.
+/// Writes an LSB-first bit-stream into a region sized for the worst case, with one unaligned 8-byte store per
+/// flush and no per-byte branches. [`write_bit_streams`] sets it up and appends what was written.
 pub(crate) struct BitWriter<'a> {
     buf: &'a mut [u8],
     /// Next byte of `buf` to write.
@@ -88,20 +90,42 @@ impl BitWriter<'_> {
     }
 }
 
-/// Appends a bit-stream of at most `max_bits` bits to `out`: `write` puts the bits, and the stream ends
-/// padded with zero bits to a whole byte.
-pub(crate) fn write_bits(out: &mut Vec<u8>, max_bits: usize, write: impl FnOnce(&mut BitWriter)) {
-    let start = out.len();
-    // Eight bytes of slack for the word-wide stores of `flush`.
-    out.resize(start + max_bits.div_ceil(8) + 8, 0);
-    let mut writer = BitWriter {
-        buf: &mut out[start..],
-        pos: 0,
-        pending: 0,
-        pending_bits: 0,
-    };
-    write(&mut writer);
-    writer.flush();
-    let len = writer.pos + writer.pending_bits.div_ceil(8) as usize;
-    out.truncate(start + len);
+thread_local! {
+    /// Each thread's room for the bit-streams being written, never cleared: every byte a stream keeps was
+    /// stored by one of its own flushes, so stale bytes from earlier streams never leak into a stream. Growing
+    /// it is the only cost, once per thread, where sizing a stream's worst case inside the output would clear
+    /// one and a half bytes per symbol for every block.
+    static ROOM: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Writes `N` independent bit-streams of at most `max_bits` bits each and appends them to `out` back to back,
+/// each padded with zero bits to a whole byte; returns their byte lengths. `write` puts the bits: coders
+/// that interleave their puts to the `N` streams get `N` dependency chains that the CPU overlaps.
+pub(crate) fn write_bit_streams<const N: usize>(
+    out: &mut Vec<u8>,
+    max_bits: usize,
+    write: impl FnOnce(&mut [BitWriter; N]),
+) -> [usize; N] {
+    ROOM.with(|room| {
+        let mut room = room.borrow_mut();
+        // Eight bytes of slack per stream for the word-wide stores of `flush`.
+        let region = max_bits.div_ceil(8) + 8;
+        if room.len() < N * region {
+            room.resize(N * region, 0);
+        }
+        let mut regions = room.chunks_exact_mut(region);
+        let mut writers: [BitWriter; N] = std::array::from_fn(|_| BitWriter {
+            buf: regions.next().expect("N regions"),
+            pos: 0,
+            pending: 0,
+            pending_bits: 0,
+        });
+        write(&mut writers);
+        writers.map(|mut writer| {
+            writer.flush();
+            let len = writer.pos + writer.pending_bits.div_ceil(8) as usize;
+            out.extend_from_slice(&writer.buf[..len]);
+            len
+        })
+    })
 }

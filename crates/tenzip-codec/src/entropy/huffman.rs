@@ -11,7 +11,7 @@
 //! Code-length table: `first symbol: u8`, `last symbol: u8`, then one nibble per symbol in
 //! `first..=last` (low nibble first), the code length or 0 for an absent symbol.
 
-use super::bits::{write_bits, BitReader, BitWriter};
+use super::bits::{write_bit_streams, BitReader, BitWriter};
 use super::take;
 use crate::Error;
 
@@ -61,18 +61,17 @@ impl Code {
         let codes = self.reversed_codes();
         let lengths_at = out.len();
         out.extend_from_slice(&[0; 4 * (SUB_STREAMS - 1)]);
-        let quarter = symbols.len().div_ceil(SUB_STREAMS);
-        let mut sub_stream_ends = [0; SUB_STREAMS];
-        for (k, part) in symbols.chunks(quarter.max(1)).enumerate() {
-            encode_bits(part, &codes, out);
-            sub_stream_ends[k] = out.len();
-        }
-        let mut start = lengths_at + 4 * (SUB_STREAMS - 1);
-        for k in 0..SUB_STREAMS - 1 {
-            let end = sub_stream_ends[k].max(start);
-            let len = u32::try_from(end - start).expect("sub-streams are smaller than 4 GiB");
+        let quarter = symbols.len().div_ceil(SUB_STREAMS).max(1);
+        let parts: [&[u8]; SUB_STREAMS] = std::array::from_fn(|k| {
+            let rest = symbols.get(k * quarter..).unwrap_or_default();
+            &rest[..quarter.min(rest.len())]
+        });
+        let lengths = write_bit_streams(out, quarter * MAX_CODE_LEN as usize, |writers| {
+            encode_parts(&parts, &codes, writers)
+        });
+        for (k, &len) in lengths[..SUB_STREAMS - 1].iter().enumerate() {
+            let len = u32::try_from(len).expect("sub-streams are smaller than 4 GiB");
             out[lengths_at + 4 * k..lengths_at + 4 * k + 4].copy_from_slice(&len.to_le_bytes());
-            start = end;
         }
     }
 
@@ -284,23 +283,23 @@ fn limited_lengths(histogram: &[u32; 256]) -> [u8; 256] {
     lengths
 }
 
-/// Appends `symbols` as one LSB-first bit-stream, padded to a whole byte.
-fn encode_bits(symbols: &[u8], codes: &[u32; 256], out: &mut Vec<u8>) {
+/// Puts each part into its own bit-stream. (Putting the four in lockstep was measured 8% slower: the coder
+/// is bound by instruction count, and four writers spill registers.)
+fn encode_parts(
+    parts: &[&[u8]; SUB_STREAMS],
+    codes: &[u32; 256],
+    writers: &mut [BitWriter; SUB_STREAMS],
+) {
     const SYMBOLS_PER_FLUSH: usize = 4; // 4 codes of <= 11 bits plus <= 7 pending bits fit in 64 bits.
-    let put_group = |bits: &mut BitWriter, group: &[u8]| {
-        for &symbol in group {
-            let code = codes[usize::from(symbol)];
-            bits.put(code & 0xffff, code >> 16);
+    for (part, bits) in parts.iter().zip(writers) {
+        for group in part.chunks(SYMBOLS_PER_FLUSH) {
+            for &symbol in group {
+                let code = codes[usize::from(symbol)];
+                bits.put(code & 0xffff, code >> 16);
+            }
+            bits.flush();
         }
-        bits.flush();
-    };
-    write_bits(out, symbols.len() * MAX_CODE_LEN as usize, |bits| {
-        let mut groups = symbols.chunks_exact(SYMBOLS_PER_FLUSH);
-        for group in &mut groups {
-            put_group(bits, group);
-        }
-        put_group(bits, groups.remainder());
-    });
+    }
 }
 
 impl BitReader<'_> {
