@@ -29,8 +29,8 @@ pub enum Error {
         /// Bits the decoder consumed to produce the expected number of symbols.
         consumed_bits: u64,
     },
-    /// A tANS-coded stream did not decode cleanly.
-    #[error("tANS stream is corrupt: {0}")]
+    /// A tANS- or rANS-coded stream did not decode cleanly.
+    #[error("ANS stream is corrupt: {0}")]
     AnsStream(&'static str),
     /// A DEFLATE block did not inflate to exactly the stream's length.
     #[error("DEFLATE stream is corrupt: {0}")]
@@ -75,6 +75,9 @@ pub enum Error {
         /// The stream's length.
         len: usize,
     },
+    /// A parts or grouped block inside another: their blocks code plain streams only.
+    #[error("{} block inside a parts or grouped block", .0.name())]
+    NestedBlock(crate::entropy::Mode),
     /// A grouped block where the stream has no context to group by.
     #[error("grouped block in a stream that has no context stream")]
     UnexpectedGrouping,

@@ -72,7 +72,7 @@ pub(crate) fn decode(
     for &count in counts.iter().filter(|&&count| count > 0) {
         let end = start + count as usize;
         let (block, used) = Block::parse(rest)?;
-        block.decode_into(&mut regroup[start..end])?;
+        block.decode_nested(&mut regroup[start..end])?;
         rest = &rest[used..];
         start = end;
     }

@@ -129,6 +129,11 @@ impl Frequencies {
         Frequencies { log, counts }
     }
 
+    /// The table log: the counts sum to `2^log`.
+    pub(crate) fn log(&self) -> u32 {
+        self.log
+    }
+
     /// Entries of the table: `2^log`.
     fn size(&self) -> usize {
         1 << self.log

@@ -1,0 +1,507 @@
+//! Interleaved rANS with 16-bit words: tANS's compression for long streams, decoded sixteen symbols at a
+//! time with AVX2.
+//!
+//! A tANS decoder reads a variable number of bits per symbol from a bit position that every symbol moves, a
+//! serial chain of about a dozen instructions a symbol (0.9 G symbols/s here, however it is arranged). rANS
+//! with 32-bit states and 16-bit words needs per symbol only a table lookup, a multiply and an add, and a
+//! state reads either no word or one: sixteen states stepping in lockstep are two AVX2 registers, their
+//! lookups one gather each, and their word reads one load and one shuffle. Both coders spend the same bits
+//! on the same frequencies, so the encoder picks rANS for long streams, where its 64 bytes of states cost
+//! nothing, and tANS for short ones.
+//!
+//! Body layout: the frequency table (as tANS writes it, [`Frequencies`]), the sixteen final states
+//! (`u32 LE`, state 0 first), then the word stream (`u16 LE` words, in the order the decoder reads them).
+//! Symbol `i` belongs to state `i % 16`. The decoder takes the symbols in order; for each it looks up
+//! `slot = state mod 2^log`, whose symbol `s` owns slots `[cum_s, cum_s + f_s)`, emits `s`, sets
+//! `state = f_s * (state >> log) + slot - cum_s`, and, if the state fell below 2^16, shifts in the next word:
+//! `state = state << 16 | word`. An intact stream is consumed exactly and leaves every state at 2^16.
+
+use super::take;
+use super::tans::Frequencies;
+use crate::Error;
+use std::cell::RefCell;
+
+/// States coded in turn.
+pub const LANES: usize = 16;
+/// States live in `[LOWER, LOWER << 16)`; they start and end at `LOWER`.
+const LOWER: u32 = 1 << 16;
+/// Streams at least this long are coded with rANS where they would be with tANS: its sixteen states take
+/// 64 bytes against tANS's 15, under a thousandth of such a stream's coded size.
+pub const MIN_SYMBOLS: usize = 1 << 15;
+/// Decoding tables have room for the finest frequency table, so that masked slots need no bounds check.
+const TABLE_SIZE: usize = 1 << super::tans::MAX_TABLE_LOG;
+
+/// How the encoder codes one symbol of count `f` and cumulative count `cum` (with `2^log` the table size):
+/// a state `x` (below `limit`) becomes `(x / f) << log | x % f` plus `cum`, which is `x + (x / f) * (2^log -
+/// f) + cum`; the division is a multiplication by `reciprocal` (a hardware divide took half the coding time).
+#[derive(Debug, Clone, Copy, Default)]
+struct SymbolCoder {
+    /// `ceil(2^44 / f)`: for `x < 2^32` and `f < 2^12`, `x * reciprocal >> 44` is exactly `x / f`, because
+    /// the rounding adds less than `2^-12` and `x / f` falls at least `1 / f > 2^-12` short of the next
+    /// integer. The encoder takes it as the high word of `(x << 20) * reciprocal`: one multiply, no shift.
+    reciprocal: u64,
+    /// Above it, a state first sheds its low word, so that the coded state stays below 2^32.
+    limit: u32,
+    complement: u32,
+    cum: u32,
+}
+
+thread_local! {
+    /// Each thread's room for the words a block sheds (at most one per symbol), never cleared: the encoder
+    /// writes a word at every symbol and keeps only the ones it counts.
+    static WORDS: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Appends the body (frequencies, final states, words) coding `symbols`, of which every one must have a
+/// nonzero count in `frequencies`, and none the whole table.
+pub fn encode(symbols: &[u8], frequencies: &Frequencies, out: &mut Vec<u8>) {
+    frequencies.write(out);
+    let log = frequencies.log();
+    let mut coders = [SymbolCoder::default(); 256];
+    let mut cum = 0;
+    for (coder, &count) in coders.iter_mut().zip(frequencies.counts()) {
+        if count > 0 {
+            let count = u32::from(count);
+            *coder = SymbolCoder {
+                reciprocal: (1u64 << 44).div_ceil(u64::from(count)),
+                limit: count << (32 - log),
+                complement: (1 << log) - count,
+                cum,
+            };
+            cum += count;
+        }
+    }
+    let mut states = [LOWER; LANES];
+    WORDS.with(|words| {
+        let mut words = words.borrow_mut();
+        if words.len() < symbols.len() {
+            words.resize(symbols.len(), 0);
+        }
+        let mut shed = 0;
+        let mut code = |state: &mut u32, symbol: u8| {
+            let coder = coders[usize::from(symbol)];
+            // Branch-free: the word is always written, and kept only if the state sheds it.
+            let sheds = *state >= coder.limit;
+            words[shed] = *state as u16;
+            shed += usize::from(sheds);
+            if sheds {
+                *state >>= 16;
+            }
+            let product = u128::from(u64::from(*state) << 20) * u128::from(coder.reciprocal);
+            let quotient = (product >> 64) as u32;
+            *state += quotient * coder.complement + coder.cum;
+        };
+        // The ragged end first, then whole steps with every lane's index a constant, so that the states
+        // stay in registers and consecutive codings are visibly independent.
+        let whole = symbols.len() / LANES * LANES;
+        for (index, &symbol) in symbols.iter().enumerate().skip(whole).rev() {
+            code(&mut states[index % LANES], symbol);
+        }
+        let [s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15] = &mut states;
+        for step in symbols[..whole].chunks_exact(LANES).rev() {
+            let [y0, y1, y2, y3, y4, y5, y6, y7, y8, y9, y10, y11, y12, y13, y14, y15] =
+                *<&[u8; LANES]>::try_from(step).expect("a step of LANES");
+            code(s15, y15);
+            code(s14, y14);
+            code(s13, y13);
+            code(s12, y12);
+            code(s11, y11);
+            code(s10, y10);
+            code(s9, y9);
+            code(s8, y8);
+            code(s7, y7);
+            code(s6, y6);
+            code(s5, y5);
+            code(s4, y4);
+            code(s3, y3);
+            code(s2, y2);
+            code(s1, y1);
+            code(s0, y0);
+        }
+        for state in states {
+            out.extend_from_slice(&state.to_le_bytes());
+        }
+        // The decoder reads words in the opposite order to the one the encoder sheds them in.
+        out.extend(
+            words[..shed]
+                .iter()
+                .rev()
+                .flat_map(|word| word.to_le_bytes()),
+        );
+    });
+}
+
+/// Decoding table entry of a slot: `f | (slot - cum) << 12 | symbol << 24`. A rANS block has two symbols or
+/// more, so `f` and `slot - cum` are below 2^12.
+type Entry = u32;
+
+thread_local! {
+    /// Each thread's decoding table, refilled (its first `2^log` entries) for every block.
+    static DECODE_TABLE: RefCell<Box<[Entry; TABLE_SIZE]>> = RefCell::new(Box::new([0; TABLE_SIZE]));
+}
+
+/// Fills `table[..2^log]` for `frequencies`; an error if one symbol takes the whole table.
+fn fill_decode_table(
+    frequencies: &Frequencies,
+    table: &mut [Entry; TABLE_SIZE],
+) -> Result<(), Error> {
+    let mut slot = 0;
+    for (symbol, &count) in frequencies.counts().iter().enumerate() {
+        let count = u32::from(count);
+        // The counts sum to 2^log <= 2^12, so every other count is below 2^12.
+        if count == 1 << frequencies.log() {
+            return Err(Error::InvalidTable("rANS symbol takes the whole table"));
+        }
+        for bias in 0..count {
+            table[slot] = count | bias << 12 | (symbol as u32) << 24;
+            slot += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a body written by [`encode`] into `out` (exactly the original symbol count).
+pub fn decode(body: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    decode_with(body, out, true)
+}
+
+/// [`decode`], with the vector path allowed or not (tests hold the two to the same results).
+fn decode_with(body: &[u8], out: &mut [u8], allow_vector: bool) -> Result<(), Error> {
+    let (frequencies, table_len) = Frequencies::read(body)?;
+    let state_bytes = take(body, table_len, 4 * LANES, "rANS states")?;
+    let mut states: [u32; LANES] = std::array::from_fn(|lane| {
+        let bytes = &state_bytes[4 * lane..4 * lane + 4];
+        u32::from_le_bytes(bytes.try_into().expect("4 bytes"))
+    });
+    let words = &body[table_len + 4 * LANES..];
+    if words.len() % 2 != 0 {
+        return Err(Error::AnsStream("rANS word stream of odd length"));
+    }
+    DECODE_TABLE.with(|table| {
+        let mut table = table.borrow_mut();
+        fill_decode_table(&frequencies, &mut table)?;
+        let mut reader = WordReader {
+            words,
+            pos: 0,
+            overrun: false,
+        };
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        #[allow(unsafe_code)]
+        if allow_vector && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is available, as just checked.
+            done = unsafe {
+                avx2::decode_steps(&table, frequencies.log(), &mut states, &mut reader, out)
+            };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = allow_vector;
+        decode_scalar(
+            &table,
+            frequencies.log(),
+            &mut states,
+            &mut reader,
+            out,
+            done,
+        );
+        if reader.overrun || reader.pos != words.len() {
+            return Err(Error::AnsStream(
+                "decoding did not consume the stream exactly",
+            ));
+        }
+        if states.iter().any(|&state| state != LOWER) {
+            return Err(Error::AnsStream(
+                "decoding did not end in the initial state",
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// Reads the word stream; reading past its end yields zeros and marks the stream corrupt.
+struct WordReader<'a> {
+    words: &'a [u8],
+    /// Byte position of the next word.
+    pos: usize,
+    overrun: bool,
+}
+
+impl WordReader<'_> {
+    fn next(&mut self) -> u32 {
+        match self.words.get(self.pos..self.pos + 2) {
+            Some(word) => {
+                self.pos += 2;
+                u32::from(u16::from_le_bytes([word[0], word[1]]))
+            }
+            None => {
+                self.overrun = true;
+                0
+            }
+        }
+    }
+}
+
+/// Decodes `out[start..]`, symbol by symbol: the reference, and the tail the vector path leaves.
+fn decode_scalar(
+    table: &[Entry; TABLE_SIZE],
+    log: u32,
+    states: &mut [u32; LANES],
+    reader: &mut WordReader,
+    out: &mut [u8],
+    start: usize,
+) {
+    let mask = (1 << log) - 1;
+    for (index, symbol) in out.iter_mut().enumerate().skip(start) {
+        let state = &mut states[index % LANES];
+        let entry = table[(*state & mask) as usize];
+        *symbol = (entry >> 24) as u8;
+        *state = (entry & 0xfff) * (*state >> log) + (entry >> 12 & 0xfff);
+        if *state < LOWER {
+            *state = *state << 16 | reader.next();
+        }
+    }
+}
+
+/// The vector decoder: the only `unsafe` code of the crate. Every pointer access is a load or store of a
+/// slice or array at least as long as the access (each block says why), and every gather index is masked
+/// below the table's length.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2 {
+    use super::{Entry, WordReader, LANES, LOWER, TABLE_SIZE};
+    use std::arch::x86_64::*;
+
+    // A state wants a word when its top 16 bits are zero.
+    const _: () = assert!(LOWER == 1 << 16);
+
+    /// For each 8-bit mask of the lanes (of eight) that read a word, where each lane finds its word among
+    /// the next eight: lane `l` takes word number (set bits of the mask below `l`).
+    const WORD_INDEX: [[u32; 8]; 256] = {
+        let mut table = [[0u32; 8]; 256];
+        let mut mask = 0;
+        while mask < 256 {
+            let (mut lane, mut rank) = (0, 0);
+            while lane < 8 {
+                if mask >> lane & 1 == 1 {
+                    table[mask][lane] = rank;
+                    rank += 1;
+                }
+                lane += 1;
+            }
+            mask += 1;
+        }
+        table
+    };
+
+    /// Decodes whole steps of [`LANES`] symbols from the start of `out` while a step's words are surely in
+    /// the stream, exactly as `decode_scalar` would; returns the symbols decoded.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn decode_steps(
+        table: &[Entry; TABLE_SIZE],
+        log: u32,
+        states: &mut [u32; LANES],
+        reader: &mut WordReader,
+        out: &mut [u8],
+    ) -> usize {
+        let slot_mask = _mm256_set1_epi32((1 << log) - 1);
+        let low_12 = _mm256_set1_epi32(0xfff);
+        let log = _mm_cvtsi32_si128(log as i32);
+        let zero = _mm256_setzero_si256();
+        // The symbols of a step, packed to bytes, come out in the order 0-3, 8-11, 4-7, 12-15 (in 32-bit
+        // groups); this puts them back in order.
+        let symbol_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let [low_lanes, high_lanes]: [[u32; 8]; 2] = [
+            states[..8].try_into().expect("8 lanes"),
+            states[8..].try_into().expect("8 lanes"),
+        ];
+        // SAFETY (loads and stores of states): reads and writes 8 u32 of arrays of 8 u32.
+        let mut low = unsafe { _mm256_loadu_si256(low_lanes.as_ptr().cast()) };
+        let mut high = unsafe { _mm256_loadu_si256(high_lanes.as_ptr().cast()) };
+        let mut done = 0;
+        // A step reads at most 16 words, 8 per register; each register's read loads 16 bytes.
+        while done + LANES <= out.len() && reader.pos + 4 * LANES <= reader.words.len() {
+            // SAFETY (gathers): every index is masked below 2^log <= TABLE_SIZE, the table's length.
+            let (low_entries, high_entries) = unsafe {
+                (
+                    _mm256_i32gather_epi32::<4>(
+                        table.as_ptr().cast(),
+                        _mm256_and_si256(low, slot_mask),
+                    ),
+                    _mm256_i32gather_epi32::<4>(
+                        table.as_ptr().cast(),
+                        _mm256_and_si256(high, slot_mask),
+                    ),
+                )
+            };
+            let step = |states: __m256i, entries: __m256i| {
+                let count = _mm256_and_si256(entries, low_12);
+                let bias = _mm256_and_si256(_mm256_srli_epi32::<12>(entries), low_12);
+                _mm256_add_epi32(
+                    _mm256_mullo_epi32(count, _mm256_srl_epi32(states, log)),
+                    bias,
+                )
+            };
+            low = step(low, low_entries);
+            high = step(high, high_entries);
+            let symbols = _mm256_packus_epi16(
+                _mm256_packus_epi32(
+                    _mm256_srli_epi32::<24>(low_entries),
+                    _mm256_srli_epi32::<24>(high_entries),
+                ),
+                zero,
+            );
+            let symbols = _mm256_permutevar8x32_epi32(symbols, symbol_order);
+            let target = &mut out[done..done + LANES];
+            // SAFETY: stores 16 bytes into `target`, which holds 16.
+            unsafe {
+                _mm_storeu_si128(target.as_mut_ptr().cast(), _mm256_castsi256_si128(symbols))
+            };
+            for states in [&mut low, &mut high] {
+                let wants = _mm256_cmpeq_epi32(_mm256_srli_epi32::<16>(*states), zero);
+                let mask = _mm256_movemask_ps(_mm256_castsi256_ps(wants)) as usize;
+                let next = &reader.words[reader.pos..reader.pos + 16];
+                // SAFETY: loads 16 bytes of `next`, which holds 16 (the loop's condition).
+                let words = _mm256_cvtepu16_epi32(unsafe { _mm_loadu_si128(next.as_ptr().cast()) });
+                // SAFETY: reads 8 u32 of a row of 8 u32.
+                let index = unsafe { _mm256_loadu_si256(WORD_INDEX[mask].as_ptr().cast()) };
+                let words = _mm256_permutevar8x32_epi32(words, index);
+                let refilled = _mm256_or_si256(_mm256_slli_epi32::<16>(*states), words);
+                *states = _mm256_blendv_epi8(*states, refilled, wants);
+                reader.pos += 2 * mask.count_ones() as usize;
+            }
+            done += LANES;
+        }
+        let mut lanes = [[0u32; 8]; 2];
+        // SAFETY: writes 8 u32 into arrays of 8 u32.
+        unsafe {
+            _mm256_storeu_si256(lanes[0].as_mut_ptr().cast(), low);
+            _mm256_storeu_si256(lanes[1].as_mut_ptr().cast(), high);
+        }
+        states[..8].copy_from_slice(&lanes[0]);
+        states[8..].copy_from_slice(&lanes[1]);
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entropy::histogram;
+    use proptest::prelude::*;
+
+    fn encoded(symbols: &[u8]) -> Vec<u8> {
+        let frequencies = Frequencies::for_histogram(&histogram(symbols));
+        let mut body = Vec::new();
+        encode(symbols, &frequencies, &mut body);
+        body
+    }
+
+    /// Both decoding paths, which must agree on every body, intact or not.
+    fn decode_both(body: &[u8], len: usize) -> Result<Vec<u8>, Error> {
+        let mut vector = vec![0; len];
+        let mut scalar = vec![0; len];
+        let from_vector = decode_with(body, &mut vector, true);
+        let from_scalar = decode_with(body, &mut scalar, false);
+        assert_eq!(from_vector, from_scalar);
+        assert_eq!(vector, scalar);
+        from_vector.map(|()| vector)
+    }
+
+    /// Exponent-like symbols: a geometric spread around 120.
+    fn skewed(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed | 1;
+        (0..len)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let draw = (state >> 40) as u32;
+                (120 + draw.trailing_zeros().min(30) as u8).wrapping_sub((draw & 1) as u8 * 3)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn long_skewed_streams_round_trip_near_their_entropy() {
+        let symbols = skewed(100_000, 7);
+        let body = encoded(&symbols);
+        assert_eq!(decode_both(&body, symbols.len()).unwrap(), symbols);
+        let entropy = crate::entropy::entropy_bytes(&histogram(&symbols));
+        assert!(
+            (body.len() as f64) < entropy * 1.003 + 200.0,
+            "{} vs {entropy}",
+            body.len()
+        );
+    }
+
+    #[test]
+    fn every_length_around_the_lanes_round_trips() {
+        for len in [0, 1, 2, 15, 16, 17, 31, 33, 100, 1000] {
+            let mut symbols = skewed(len, len as u64);
+            // Two symbols at least, so that no symbol takes the whole table.
+            symbols.extend([0, 255]);
+            let body = encoded(&symbols);
+            assert_eq!(decode_both(&body, symbols.len()).unwrap(), symbols, "{len}");
+        }
+    }
+
+    #[test]
+    fn damaged_bodies_are_errors() {
+        let symbols = skewed(5000, 3);
+        let body = encoded(&symbols);
+        assert!(decode_both(&body[..body.len() - 2], symbols.len()).is_err());
+        assert!(decode_both(&body[..body.len() - 1], symbols.len()).is_err());
+        let mut longer = body.clone();
+        longer.extend([0, 0]);
+        assert!(decode_both(&longer, symbols.len()).is_err());
+        assert!(decode_both(&body, symbols.len() + 1).is_err());
+        // One symbol with the whole table cannot be a rANS block.
+        let mut histogram = [0u32; 256];
+        histogram[9] = 10;
+        let mut one_symbol = Vec::new();
+        Frequencies::derive(&histogram, 5).write(&mut one_symbol);
+        one_symbol.extend([0; 4 * LANES]);
+        assert_eq!(
+            decode_both(&one_symbol, 10),
+            Err(Error::InvalidTable("rANS symbol takes the whole table"))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn random_alphabets_round_trip(
+            weights in prop::collection::vec(1u32..1000, 2..=256),
+            len in 2usize..20_000,
+            seed in any::<u64>(),
+        ) {
+            let total: u32 = weights.iter().sum();
+            let mut state = seed | 1;
+            let mut symbols: Vec<u8> = (0..len).map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let mut pick = ((state >> 33) % u64::from(total)) as u32;
+                weights.iter().position(|&w| { if pick < w { true } else { pick -= w; false } }).unwrap() as u8
+            }).collect();
+            symbols[0] = 0;
+            symbols[1] = 1;
+            let body = encoded(&symbols);
+            prop_assert_eq!(decode_both(&body, symbols.len()).unwrap(), symbols);
+        }
+
+        #[test]
+        fn corrupt_bodies_never_panic_and_both_paths_agree(
+            seed in any::<u64>(),
+            flips in prop::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+        ) {
+            let symbols = skewed(3000, seed);
+            let mut body = encoded(&symbols);
+            for (at, bits) in flips {
+                let at = at % body.len();
+                body[at] ^= bits;
+            }
+            let _ = decode_both(&body, symbols.len());
+        }
+    }
+}
