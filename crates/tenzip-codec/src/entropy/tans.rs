@@ -113,8 +113,19 @@ impl Frequencies {
             let q = f64::from(counts[s]);
             f64::from(histogram[s]) * (q / (q + f64::from(delta))).log2()
         };
-        let present: Vec<usize> = (0..256).filter(|&s| histogram[s] > 0).collect();
-        let mut costs: Vec<f64> = present.iter().map(|&s| cost(&counts, s)).collect();
+        // On the stack: for_histogram normalises up to eight times per block, and blocks can be short.
+        let mut present = [0usize; 256];
+        let mut present_count = 0;
+        for symbol in (0..256).filter(|&s| histogram[s] > 0) {
+            present[present_count] = symbol;
+            present_count += 1;
+        }
+        let present = &present[..present_count];
+        let mut costs = [0f64; 256];
+        for (cost_of, &symbol) in costs.iter_mut().zip(present) {
+            *cost_of = cost(&counts, symbol);
+        }
+        let costs = &mut costs[..present_count];
         while sum != size as i64 {
             let (best, _) = costs
                 .iter()
@@ -182,9 +193,8 @@ impl Frequencies {
             .filter(|(&c, _)| c > 0)
             .map(|(&c, &q)| f64::from(c) * (self.size() as f64 / f64::from(q)).log2())
             .sum();
-        let mut table = Vec::new();
-        self.write(&mut table);
-        let table = table.len();
+        let mut table = 0;
+        self.emit_table(|bytes| table += bytes.len());
         let symbols: u32 = histogram.iter().sum();
         let per_sub_stream = (STATES * self.log as usize + 8) / 8 + 1;
         let framing = if symbols as usize >= SPLIT_STREAM_MIN {
@@ -206,8 +216,14 @@ impl Frequencies {
     /// Exponent streams use a few dozen symbols spread over a range that outliers stretch to a hundred or
     /// more, so zeros dominate.
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        self.emit_table(|bytes| out.extend_from_slice(bytes));
+    }
+
+    /// Hands the table's bytes to `emit`, a few at a time: [`Frequencies::write`] appends them,
+    /// [`Frequencies::coded_len`] counts them.
+    fn emit_table(&self, mut emit: impl FnMut(&[u8])) {
         let (first, last) = self.symbol_range();
-        out.extend_from_slice(&[self.log as u8, first, last]);
+        emit(&[self.log as u8, first, last]);
         let counts = &self.counts[usize::from(first)..=usize::from(last)];
         let mut index = 0;
         while index < counts.len() {
@@ -218,14 +234,14 @@ impl Frequencies {
                     .take(255)
                     .take_while(|&&c| c == 0)
                     .count();
-                out.extend_from_slice(&[0, more as u8]);
+                emit(&[0, more as u8]);
                 index += 1 + more;
                 continue;
             }
             if count < 0x80 {
-                out.push(count as u8);
+                emit(&[count as u8]);
             } else {
-                out.extend_from_slice(&[(count & 0x7f) as u8 | 0x80, (count >> 7) as u8]);
+                emit(&[(count & 0x7f) as u8 | 0x80, (count >> 7) as u8]);
             }
             index += 1;
         }
@@ -347,10 +363,10 @@ fn fill_encode_tables(
         cumulative += u32::from(count);
     }
     // Walking positions in increasing order, the j-th position holding s is the state for k = f_s + j.
-    let mut spread = vec![0u8; size];
+    let mut spread = [0u8; TABLE_SIZE];
     frequencies.spread(|position, symbol| spread[position] = symbol);
     let mut filled = start;
-    for (position, &symbol) in spread.iter().enumerate() {
+    for (position, &symbol) in spread[..size].iter().enumerate() {
         next[filled[usize::from(symbol)] as usize] = (size + position) as u16;
         filled[usize::from(symbol)] += 1;
     }
