@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::ops::Range;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::mpsc;
 
 use rayon::prelude::*;
 use tenzip_codec::{decode_chunk, encode_chunk, Layout, Preference, Scratch};
@@ -143,11 +143,8 @@ fn next_result<M>(receiver: &mpsc::Receiver<M>) -> M {
 /// Tasks each worker may run ahead of the consumer.
 const IN_FLIGHT_PER_THREAD: usize = 4;
 
-/// A pool for `threads` workers, or `None` for the serial path. Pools are kept for the life of the process:
-/// a fresh pool per file would start new threads, whose per-thread coding tables and buffers (a few MiB)
-/// are then first-touched again, page by page.
-fn pool(threads: usize) -> Result<Option<Arc<rayon::ThreadPool>>, ErrorKind> {
-    static POOLS: Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(Vec::new());
+/// A pool for `threads` workers, or `None` for the serial path.
+fn pool(threads: usize) -> Result<Option<rayon::ThreadPool>, ErrorKind> {
     let threads = if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -156,19 +153,10 @@ fn pool(threads: usize) -> Result<Option<Arc<rayon::ThreadPool>>, ErrorKind> {
     if threads == 1 {
         return Ok(None);
     }
-    let mut pools = POOLS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some((_, pool)) = pools.iter().find(|(size, _)| *size == threads) {
-        return Ok(Some(Arc::clone(pool)));
-    }
-    let pool = Arc::new(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(std::io::Error::other)?,
-    );
-    pools.push((threads, Arc::clone(&pool)));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(std::io::Error::other)?;
     Ok(Some(pool))
 }
 
@@ -202,7 +190,7 @@ pub fn compress<S: Source + ?Sized, W: Write + Send>(
     let mut writer = Writer::new(out)?;
     let mut segment_chunks: Vec<Vec<Chunk>> = vec![Vec::new(); plan.segments.len()];
     pipeline(
-        pool.as_deref(),
+        pool.as_ref(),
         &tasks,
         |scratch, task: &ChunkTask, slot: &mut CodedSlot| {
             let values = &bytes[task.range.clone()];
@@ -316,7 +304,7 @@ pub fn decompress<B: AsRef<[u8]> + Source, W: Write + Send>(
         })
         .collect();
     pipeline(
-        pool.as_deref(),
+        pool.as_ref(),
         &tasks,
         |scratch, task: &DecodeTask, slot: &mut Vec<u8>| {
             let segment = &manifest.segments[task.segment];
