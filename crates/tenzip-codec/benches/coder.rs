@@ -5,7 +5,7 @@
 //! input bytes (original values for chunks, symbols for streams).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use tenzip_codec::entropy::{decode_block, encode_block};
+use tenzip_codec::entropy::{decode_block, encode_block, histogram, huffman, rans, tans};
 use tenzip_codec::{decode_chunk, encode_chunk, Layout, Preference, Scratch};
 
 const CHUNK: usize = 1 << 20;
@@ -64,6 +64,42 @@ fn streams(c: &mut Criterion) {
     group.finish();
 }
 
+/// Each coder on the exponent stream, whether or not `encode_block` would pick it.
+fn coders(c: &mut Criterion) {
+    let mut group = c.benchmark_group("coder");
+    let (_, exponents) = inputs().swap_remove(0);
+    group.throughput(Throughput::Bytes(exponents.len() as u64));
+    let counts = histogram(&exponents);
+    let code = huffman::Code::from_histogram(&counts);
+    let frequencies = tans::Frequencies::for_histogram(&counts);
+    let encoders: [(&str, &dyn Fn(&mut Vec<u8>)); 3] = [
+        ("huffman", &|body| code.encode(&exponents, body)),
+        ("tans", &|body| tans::encode(&exponents, &frequencies, body)),
+        ("rans", &|body| rans::encode(&exponents, &frequencies, body)),
+    ];
+    let decoders: [fn(&[u8], &mut [u8]) -> Result<(), tenzip_codec::Error>; 3] =
+        [huffman::decode, tans::decode, rans::decode];
+    for ((name, encode), decode) in encoders.into_iter().zip(decoders) {
+        let mut body = Vec::new();
+        group.bench_function(BenchmarkId::new("encode", name), |b| {
+            b.iter(|| {
+                body.clear();
+                encode(&mut body);
+            })
+        });
+        // The body once more, outside any benchmark, in case a filter skipped the encoding one.
+        body.clear();
+        encode(&mut body);
+        let mut out = vec![0; exponents.len()];
+        decode(&body, &mut out).unwrap();
+        assert_eq!(out, exponents, "{name} round-trips");
+        group.bench_function(BenchmarkId::new("decode", name), |b| {
+            b.iter(|| decode(&body, &mut out).unwrap())
+        });
+    }
+    group.finish();
+}
+
 fn chunks(c: &mut Criterion) {
     let mut group = c.benchmark_group("bf16_chunk");
     let values = bf16_weights(CHUNK);
@@ -90,6 +126,6 @@ fn chunks(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
-    targets = streams, chunks
+    targets = streams, coders, chunks
 }
 criterion_main!(benches);

@@ -40,9 +40,9 @@ const TABLE_SIZE: usize = 1 << super::tans::MAX_TABLE_LOG;
 /// f) + cum`; the division is a multiplication by `reciprocal` (a hardware divide took half the coding time).
 #[derive(Debug, Clone, Copy, Default)]
 struct SymbolCoder {
-    /// `ceil(2^44 / f)`: for `x < 2^32` and `f < 2^12`, `x * reciprocal >> 44` is exactly `x / f`, because
-    /// the rounding adds less than `2^-12` and `x / f` falls at least `1 / f > 2^-12` short of the next
-    /// integer. The encoder takes it as the high word of `(x << 20) * reciprocal`: one multiply, no shift.
+    /// `ceil(2^63 / f)`: for `x < 2^32` and `f < 2^12`, the high word of `2x * reciprocal` is exactly
+    /// `x / f`, because the rounding adds less than `2^-31` and `x / f` falls at least `1 / f > 2^-12` short
+    /// of the next integer. One multiply and no shift.
     reciprocal: u64,
     /// Above it, a state first sheds its low word, so that the coded state stays below 2^32.
     limit: u32,
@@ -67,7 +67,7 @@ pub fn encode(symbols: &[u8], frequencies: &Frequencies, out: &mut Vec<u8>) {
         if count > 0 {
             let count = u32::from(count);
             *coder = SymbolCoder {
-                reciprocal: (1u64 << 44).div_ceil(u64::from(count)),
+                reciprocal: (1u64 << 63).div_ceil(u64::from(count)),
                 limit: count << (32 - log),
                 complement: (1 << log) - count,
                 cum,
@@ -89,10 +89,8 @@ pub fn encode(symbols: &[u8], frequencies: &Frequencies, out: &mut Vec<u8>) {
             let sheds = *state >= coder.limit;
             words[shed] = *state as u16;
             shed += usize::from(sheds);
-            if sheds {
-                *state >>= 16;
-            }
-            let product = u128::from(u64::from(*state) << 20) * u128::from(coder.reciprocal);
+            *state = if sheds { *state >> 16 } else { *state };
+            let product = u128::from(2 * u64::from(*state)) * u128::from(coder.reciprocal);
             let quotient = (product >> 64) as u32;
             *state += quotient * coder.complement + coder.cum;
         };
