@@ -64,6 +64,11 @@ fn streams(c: &mut Criterion) {
     group.finish();
 }
 
+/// Appends a coded body of the benchmark's stream.
+type Encoder<'a> = &'a dyn Fn(&mut Vec<u8>);
+/// Decodes a body into the stream's symbols.
+type Decoder = fn(&[u8], &mut [u8]) -> Result<(), tenzip_codec::Error>;
+
 /// Each coder on the exponent stream, whether or not `encode_block` would pick it.
 fn coders(c: &mut Criterion) {
     let mut group = c.benchmark_group("coder");
@@ -72,13 +77,12 @@ fn coders(c: &mut Criterion) {
     let counts = histogram(&exponents);
     let code = huffman::Code::from_histogram(&counts);
     let frequencies = tans::Frequencies::for_histogram(&counts);
-    let encoders: [(&str, &dyn Fn(&mut Vec<u8>)); 3] = [
+    let encoders: [(&str, Encoder); 3] = [
         ("huffman", &|body| code.encode(&exponents, body)),
         ("tans", &|body| tans::encode(&exponents, &frequencies, body)),
         ("rans", &|body| rans::encode(&exponents, &frequencies, body)),
     ];
-    let decoders: [fn(&[u8], &mut [u8]) -> Result<(), tenzip_codec::Error>; 3] =
-        [huffman::decode, tans::decode, rans::decode];
+    let decoders: [Decoder; 3] = [huffman::decode, tans::decode, rans::decode];
     for ((name, encode), decode) in encoders.into_iter().zip(decoders) {
         let mut body = Vec::new();
         group.bench_function(BenchmarkId::new("encode", name), |b| {
