@@ -27,6 +27,23 @@ pub fn gguf_header(data: &[u8]) {
     }
 }
 
+/// The ANS decoders on any body, for the symbol count its first two bytes give: errors, never a panic; and
+/// the rANS decoder's vector path gives what its portable path gives, error for error and byte for byte.
+pub fn ans_decode(data: &[u8]) {
+    use tenzip_codec::entropy::{rans, tans};
+    let [low, high, body @ ..] = data else {
+        return;
+    };
+    let len = usize::from(u16::from_le_bytes([*low, *high]));
+    let _ = tans::decode(body, &mut vec![0; len]);
+    let (mut vector, mut portable) = (vec![0; len], vec![0; len]);
+    assert_eq!(
+        rans::decode(body, &mut vector),
+        rans::decode_portable(body, &mut portable)
+    );
+    assert_eq!(vector, portable);
+}
+
 /// The container reader and the whole restore on any bytes: errors, never a panic.
 pub fn container_decode(data: &[u8]) {
     if let Ok(container) = Container::open(data) {

@@ -32,6 +32,11 @@ fn gguf_header() {
 }
 
 #[test]
+fn ans_decode() {
+    replay("ans_decode", checks::ans_decode);
+}
+
+#[test]
 fn container_decode() {
     replay("container_decode", checks::container_decode);
 }

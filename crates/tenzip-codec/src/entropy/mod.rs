@@ -18,9 +18,11 @@
 //! byte streams (headers, integer tensors, opaque files) often do repeat, and there DEFLATE beats any
 //! order-0 code many times over.
 //!
-//! A mode must earn its decoding cost: Huffman is used when it saves at least 2% over raw; tANS, whose
-//! decoder runs at about half Huffman's speed, when it saves at least 0.3% over Huffman, or 2% where the
-//! caller prefers speed ([`Preference`]) (skewed exponent streams, where whole-bit codes lose 1-2%).
+//! A mode must earn its decoding cost: Huffman is used when it saves at least 2% over raw; tANS (on long
+//! blocks rANS, the same code with a faster decoder) when it saves at least 0.3% over Huffman, or 2% where
+//! the caller prefers speed ([`Preference`]) (skewed exponent streams, where whole-bit codes lose 1-2%).
+//! Huffman's decoder takes up to three short codes per lookup and then outruns rANS; on long codes it does
+//! not, and there rANS is taken whenever it is smaller.
 //!
 //! The block does not store the symbol count: the caller knows it (one symbol per value of the chunk), and
 //! the decoder checks that the body decodes to exactly that many symbols, consuming exactly its bytes.
@@ -101,11 +103,12 @@ impl Mode {
 /// decoder needs to know nothing of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Preference {
-    /// The smallest code: tANS wherever it saves 0.3% over Huffman.
+    /// The smallest code: tANS or rANS wherever they save 0.3% over Huffman.
     #[default]
     Size,
-    /// Faster decoding: tANS only where it saves 2% over Huffman (on flat BF16 weights, restores about
-    /// 1.5x as fast for a file 0.2-0.3% larger).
+    /// Faster decoding: tANS or rANS only where they save 2% over Huffman, or where Huffman's codes are long
+    /// (about one symbol per lookup) and the block long enough for rANS, which then decodes faster. On flat
+    /// BF16 weights this restores about 1.3x as fast for a file 0.2-0.3% larger.
     Speed,
 }
 
@@ -166,10 +169,17 @@ pub fn encode_block(symbols: &[u8], preference: Preference, out: &mut Vec<u8>) {
             if huffman_len as f64 > entropy_bytes(&histogram) * 1.003 {
                 let frequencies = tans::Frequencies::for_histogram(&histogram);
                 let tans_len = frequencies.coded_len(&histogram);
-                if tans_len < huffman_len * preference.tans_at_most_per_mille() / 1000 {
-                    // The same bits either way; rANS decodes faster, and its states cost little on a long
-                    // stream.
-                    if rans::pays_for_its_states(tans_len) {
+                // tANS and rANS spend the same bits; rANS decodes faster, and its states cost little on a
+                // long stream.
+                let rans_pays = rans::pays_for_its_states(tans_len);
+                // Where rANS can take the block and Huffman's codes are long, rANS is smaller and faster
+                // too, whatever the preference.
+                let huffman_one_per_lookup =
+                    huffman_len * 8 > symbols.len() * MULTI_SYMBOL_CODE_BITS;
+                if tans_len < huffman_len * preference.tans_at_most_per_mille() / 1000
+                    || (rans_pays && huffman_one_per_lookup && tans_len < huffman_len)
+                {
+                    if rans_pays {
                         write_block(out, Mode::Rans, |body| {
                             rans::encode(symbols, &frequencies, body)
                         });
@@ -187,6 +197,11 @@ pub fn encode_block(symbols: &[u8], preference: Preference, out: &mut Vec<u8>) {
     }
     write_block(out, Mode::Raw, |body| body.extend_from_slice(symbols));
 }
+
+/// Huffman codes averaging more bits than this take about one symbol per table lookup (11 bits), which
+/// decodes at about half rANS's speed (FP8 codes, F16's exponent with mantissa bits); shorter ones take two or
+/// three, and decode faster than rANS (BF16 and F32 exponents).
+const MULTI_SYMBOL_CODE_BITS: usize = 4;
 
 /// Streams at least this long are first judged on a sample.
 const SAMPLED_STREAM_LEN: usize = 1 << 16;
