@@ -2,8 +2,9 @@
 //!
 //! A tensor's bytes are cut into chunks by the caller. [`encode_chunk`] splits one chunk into the field
 //! streams its [`Layout`] names (for BF16: exponents in one stream, sign and mantissa in another), then
-//! entropy-codes every stream on its own ([`entropy`]): whichever of stored-raw, a single-symbol run or a
-//! canonical Huffman code is smallest. [`decode_chunk`] is the exact inverse. Chunks are independent, so
+//! entropy-codes every stream on its own ([`entropy`]): whichever of stored-raw, a single-symbol run, a
+//! canonical Huffman code or an ANS code (tANS, or on long streams rANS with an AVX2 decoder) is smallest,
+//! where its decoding speed allows. [`decode_chunk`] is the exact inverse. Chunks are independent, so
 //! callers decode them in parallel and can read one tensor back without touching the others.
 //!
 //! ```
