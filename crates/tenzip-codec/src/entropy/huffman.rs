@@ -504,14 +504,7 @@ mod tests {
             len in 1usize..30_000,
             seed in any::<u64>(),
         ) {
-            // Draw symbols from a random alphabet with random weights.
-            let total: u32 = weights.iter().sum();
-            let mut state = seed | 1;
-            let symbols: Vec<u8> = (0..len).map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                let mut pick = ((state >> 33) % u64::from(total)) as u32;
-                weights.iter().position(|&w| { if pick < w { true } else { pick -= w; false } }).unwrap() as u8
-            }).collect();
+            let symbols = crate::entropy::test_symbols::weighted(&weights, len, seed);
             let code = Code::from_histogram(&histogram(&symbols));
             prop_assert!(kraft_sum(&code) <= TABLE_SIZE as u32);
             prop_assert!(code.lengths.iter().all(|&l| u32::from(l) <= MAX_CODE_LEN));

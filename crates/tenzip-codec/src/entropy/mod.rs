@@ -489,6 +489,40 @@ pub(crate) fn take<'a>(
         })
 }
 
+/// Symbols for the coders' property tests.
+#[cfg(test)]
+pub(crate) mod test_symbols {
+    /// A 64-bit linear congruential generator (Knuth's MMIX constants).
+    pub(crate) fn generator(seed: u64) -> impl FnMut() -> u64 {
+        let mut state = seed | 1;
+        move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state
+        }
+    }
+
+    /// `len` symbols drawn from `0..weights.len()`, symbol `s` with weight `weights[s]`.
+    pub(crate) fn weighted(weights: &[u32], len: usize, seed: u64) -> Vec<u8> {
+        let total: u32 = weights.iter().sum();
+        let mut next = generator(seed);
+        (0..len)
+            .map(|_| {
+                let mut pick = ((next() >> 33) % u64::from(total)) as u32;
+                weights
+                    .iter()
+                    .position(|&weight| {
+                        let here = pick < weight;
+                        pick = pick.wrapping_sub(weight);
+                        here
+                    })
+                    .expect("pick < total") as u8
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

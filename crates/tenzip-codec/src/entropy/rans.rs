@@ -409,13 +409,10 @@ mod tests {
 
     /// Exponent-like symbols: a geometric spread around 120.
     fn skewed(len: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed | 1;
+        let mut next = crate::entropy::test_symbols::generator(seed);
         (0..len)
             .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let draw = (state >> 40) as u32;
+                let draw = (next() >> 40) as u32;
                 (120 + draw.trailing_zeros().min(30) as u8).wrapping_sub((draw & 1) as u8 * 3)
             })
             .collect()
@@ -486,13 +483,7 @@ mod tests {
             len in 2usize..20_000,
             seed in any::<u64>(),
         ) {
-            let total: u32 = weights.iter().sum();
-            let mut state = seed | 1;
-            let mut symbols: Vec<u8> = (0..len).map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                let mut pick = ((state >> 33) % u64::from(total)) as u32;
-                weights.iter().position(|&w| { if pick < w { true } else { pick -= w; false } }).unwrap() as u8
-            }).collect();
+            let mut symbols = crate::entropy::test_symbols::weighted(&weights, len, seed);
             symbols[0] = 0;
             symbols[1] = 1;
             let body = encoded(&symbols);
