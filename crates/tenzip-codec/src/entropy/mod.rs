@@ -567,6 +567,13 @@ mod tests {
         assert_eq!(size_mode, Mode::Tans as u8);
         assert_eq!(speed_mode, Mode::Huffman as u8);
         assert!(size_len < speed_len && speed_len * 98 < size_len * 100);
+        // Long codes (FP8-like, about six bits a symbol) on a long stream: Huffman would decode one symbol
+        // per lookup, so even preferring speed takes rANS, which is smaller too.
+        let weights: Vec<u32> = (0..96).map(|s| 1000 - 10 * s).collect();
+        let long_codes = test_symbols::weighted(&weights, 200_000, 5);
+        let mut block = Vec::new();
+        encode_block(&long_codes, Preference::Speed, &mut block);
+        assert_eq!(block[0], Mode::Rans as u8);
         // 90% / 10%: tANS saves far more than 2%, so both take it.
         let skewed: Vec<u8> = (0..10_000).map(|i| u8::from(i % 10 == 0)).collect();
         let mut block = Vec::new();
