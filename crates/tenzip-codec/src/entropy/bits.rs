@@ -99,8 +99,7 @@ thread_local! {
 }
 
 /// Writes `N` independent bit-streams of at most `max_bits` bits each and appends them to `out` back to back,
-/// each padded with zero bits to a whole byte; returns their byte lengths. `write` puts the bits: coders
-/// that interleave their puts to the `N` streams get `N` dependency chains that the CPU overlaps.
+/// each padded with zero bits to a whole byte; returns their byte lengths. `write` puts the bits.
 pub(crate) fn write_bit_streams<const N: usize>(
     out: &mut Vec<u8>,
     max_bits: usize,
