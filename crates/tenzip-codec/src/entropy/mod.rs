@@ -510,6 +510,21 @@ pub(crate) mod test_symbols {
         }
     }
 
+    /// Asserts that `coded_len` bytes code `symbols` within `tolerance` (a factor) of their order-0 entropy,
+    /// plus `framing` bytes of tables and states.
+    pub(crate) fn assert_near_entropy(
+        symbols: &[u8],
+        coded_len: usize,
+        tolerance: f64,
+        framing: f64,
+    ) {
+        let entropy = super::entropy_bytes(&super::histogram(symbols));
+        assert!(
+            (coded_len as f64) < entropy * tolerance + framing,
+            "{coded_len} bytes for {entropy:.0} of entropy"
+        );
+    }
+
     /// `len` symbols drawn from `0..weights.len()`, symbol `s` with weight `weights[s]`.
     pub(crate) fn weighted(weights: &[u32], len: usize, seed: u64) -> Vec<u8> {
         let total: u32 = weights.iter().sum();

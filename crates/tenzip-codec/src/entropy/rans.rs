@@ -424,12 +424,7 @@ mod tests {
         let symbols = skewed(100_000, 7);
         let body = encoded(&symbols);
         assert_eq!(decode_both(&body, symbols.len()).unwrap(), symbols);
-        let entropy = crate::entropy::entropy_bytes(&histogram(&symbols));
-        assert!(
-            (body.len() as f64) < entropy * 1.003 + 200.0,
-            "{} vs {entropy}",
-            body.len()
-        );
+        crate::entropy::test_symbols::assert_near_entropy(&symbols, body.len(), 1.003, 200.0);
     }
 
     #[test]

@@ -965,12 +965,7 @@ mod tests {
             })
             .collect();
         let body = round_trip(&symbols);
-        let entropy = crate::entropy::entropy_bytes(&histogram(&symbols));
-        assert!(
-            (body.len() as f64) < entropy * 1.005 + 64.0,
-            "{} bytes for {entropy:.0} of entropy",
-            body.len()
-        );
+        crate::entropy::test_symbols::assert_near_entropy(&symbols, body.len(), 1.005, 64.0);
     }
 
     #[test]
