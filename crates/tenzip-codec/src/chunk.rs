@@ -63,7 +63,10 @@ fn encode_split(
     scratch: &mut Scratch,
     payload: &mut Vec<u8>,
 ) {
-    let choice = choose_split(layout, values, scratch);
+    let SplitChoice {
+        index: choice,
+        histograms,
+    } = choose_split(layout, values, scratch);
     if layout.split_count() > 1 {
         payload.push(choice as u8);
     }
@@ -71,18 +74,38 @@ fn encode_split(
         .split(choice)
         .expect("choose_split picks an existing split");
     let (streams, regroup) = scratch.parts(split.stream_count());
-    split.split(values, streams, regroup);
-    for (index, stream) in streams.iter().enumerate() {
+    // A split that keeps the values as they are is coded from them in place, with no copy.
+    if !split.is_identity() {
+        split.split(values, streams, regroup);
+    }
+    let stream_at = |index: usize| -> &[u8] {
+        if split.is_identity() {
+            values
+        } else {
+            &streams[index]
+        }
+    };
+    for index in 0..split.stream_count() {
         let parts = split.parts(index);
+        let stream = stream_at(index);
         match split.context_of(index) {
             _ if parts > 1 && !stream.is_empty() => {
                 entropy::encode_block_parts(stream, parts, preference, payload)
             }
-            Some(context) => {
-                entropy::encode_block_given(stream, &streams[context], preference, payload, regroup)
-            }
+            Some(context) => entropy::encode_block_given(
+                stream,
+                stream_at(context),
+                preference,
+                payload,
+                regroup,
+            ),
             None if split.has_repeats() => entropy::encode_block_lz(stream, preference, payload),
-            None => entropy::encode_block(stream, preference, payload),
+            None => match &histograms {
+                Some(histograms) => {
+                    entropy::encode_block_counted(stream, &histograms[index], preference, payload)
+                }
+                None => entropy::encode_block(stream, preference, payload),
+            },
         }
     }
 }
@@ -124,41 +147,96 @@ pub fn channels_pay(layout: Layout, sample: &[u8]) -> bool {
         return true;
     }
     let choice = choose_split(layout, sample, &mut Scratch::default());
-    matches!(layout.split(choice), Some(Split::Channels { .. }))
+    matches!(layout.split(choice.index), Some(Split::Channels { .. }))
 }
 
-/// The index of the split of `layout` expected to code `values` smallest. Each candidate splits a sample of
-/// the chunk into the scratch streams and is costed at the order-0 entropy of each stream (of each part, for
-/// streams coded per channel), scaled up to the whole chunk, plus an estimate of its tables, times the
-/// split's [`Split::speed_penalty`]. Only layouts with a choice pay for this.
-fn choose_split(layout: Layout, values: &[u8], scratch: &mut Scratch) -> usize {
+/// The split chosen for a chunk, and its streams' histograms where choosing it counted every value.
+struct SplitChoice {
+    index: usize,
+    histograms: Option<Vec<[u32; 256]>>,
+}
+
+/// The split of `layout` expected to code `values` smallest. Each candidate splits a sample of the chunk into
+/// the scratch streams and is costed at the order-0 entropy of each stream (of each part, for streams coded
+/// per channel), scaled up to the whole chunk, plus an estimate of its tables, times the split's
+/// [`Split::speed_penalty`]. Bytewise splits are costed from the values' byte histogram instead, with no pass
+/// of their own; where every split is bytewise, that histogram counts the whole chunk, which prices the splits
+/// exactly and spares the chosen streams' coders counting them again. Only layouts with a choice pay for this.
+fn choose_split(layout: Layout, values: &[u8], scratch: &mut Scratch) -> SplitChoice {
+    let splits = || {
+        (0..layout.split_count()).map(|index| layout.split(index).expect("index below split_count"))
+    };
     if layout.split_count() == 1 {
-        return 0;
+        return SplitChoice {
+            index: 0,
+            histograms: None,
+        };
     }
+    let all_bytewise = splits().all(Split::is_bytewise);
     let value_size = layout.value_size();
     let sample_values = (SAMPLE_LEN / value_size).max(SAMPLE_MIN_VALUES);
-    let sample = &values[..values.len().min(sample_values * value_size)];
+    let sample = if all_bytewise {
+        values
+    } else {
+        &values[..values.len().min(sample_values * value_size)]
+    };
     let scale = values.len() as f64 / sample.len().max(1) as f64;
-    let mut best = (0, f64::INFINITY);
-    for index in 0..layout.split_count() {
-        let split = layout.split(index).expect("index below split_count");
-        let (streams, transposed) = scratch.parts(split.stream_count());
-        split.split(sample, streams, transposed);
-        let cost = streams
-            .iter()
-            .enumerate()
-            .filter(|(_, stream)| !stream.is_empty())
-            .flat_map(|(stream_index, stream)| {
-                stream.chunks_exact(stream.len() / split.parts(stream_index))
-            })
-            .map(|part| estimated_block_len(part, scale))
-            .sum::<f64>()
-            * split.speed_penalty();
+    let mut byte_histogram = None;
+    let mut best = (0, f64::INFINITY, None);
+    for (index, split) in splits().enumerate() {
+        let (cost, histograms) = if split.is_bytewise() {
+            let byte_histogram = byte_histogram.get_or_insert_with(|| entropy::histogram(sample));
+            let histograms = bytewise_stream_histograms(split, byte_histogram, scratch);
+            let cost = histograms
+                .iter()
+                .map(|histogram| estimated_block_len(histogram, scale))
+                .sum::<f64>();
+            (cost, Some(histograms))
+        } else {
+            let (streams, transposed) = scratch.parts(split.stream_count());
+            split.split(sample, streams, transposed);
+            let cost = streams
+                .iter()
+                .enumerate()
+                .filter(|(_, stream)| !stream.is_empty())
+                .flat_map(|(stream_index, stream)| {
+                    stream.chunks_exact(stream.len() / split.parts(stream_index))
+                })
+                .map(|part| estimated_block_len(&entropy::histogram(part), scale))
+                .sum::<f64>();
+            (cost, None)
+        };
+        let cost = cost * split.speed_penalty();
         if cost < best.1 {
-            best = (index, cost);
+            best = (index, cost, histograms);
         }
     }
-    best.0
+    SplitChoice {
+        index: best.0,
+        histograms: best.2.filter(|_| all_bytewise),
+    }
+}
+
+/// The histogram of each stream of a bytewise `split` of values whose bytes have `byte_histogram`: splitting
+/// all 256 byte values tells which symbol each byte gives in each stream.
+fn bytewise_stream_histograms(
+    split: Split,
+    byte_histogram: &[u32; 256],
+    scratch: &mut Scratch,
+) -> Vec<[u32; 256]> {
+    let every_byte: [u8; 256] = std::array::from_fn(|byte| byte as u8);
+    let (streams, transposed) = scratch.parts(split.stream_count());
+    split.split(&every_byte, streams, transposed);
+    streams
+        .iter()
+        .map(|symbols| {
+            let mut histogram = [0; 256];
+            for (&symbol, &count) in symbols.iter().zip(byte_histogram) {
+                histogram[usize::from(symbol)] += count;
+            }
+            histogram
+        })
+        .collect()
 }
 
 /// Bytes of a chunk the split estimate looks at (rounded to whole values) ...
@@ -166,12 +244,11 @@ const SAMPLE_LEN: usize = 64 << 10;
 /// ... but at least this many values (rows, for per-channel layouts, whose tables need enough of them).
 const SAMPLE_MIN_VALUES: usize = 512;
 
-/// Bytes an order-0 block of `symbols`, scaled `scale` times, is expected to take: the entropy, a table, and
+/// Bytes an order-0 block of symbols with `histogram`, scaled `scale` times, is expected to take: the entropy, a table, and
 /// the fixed framing of a coded block.
-fn estimated_block_len(symbols: &[u8], scale: f64) -> f64 {
-    let histogram = entropy::histogram(symbols);
+fn estimated_block_len(histogram: &[u32; 256], scale: f64) -> f64 {
     let distinct = histogram.iter().filter(|&&count| count > 0).count();
-    entropy::entropy_bytes(&histogram) * scale
+    entropy::entropy_bytes(histogram) * scale
         + TABLE_BYTES_PER_SYMBOL * distinct as f64
         + BLOCK_FRAMING_BYTES
 }
@@ -372,7 +449,7 @@ mod tests {
         // the entropies are equal.
         let small: Vec<u8> = (0..=255u8).collect();
         assert_eq!(
-            choose_split(Layout::F8E4M3, &small, &mut Scratch::default()),
+            choose_split(Layout::F8E4M3, &small, &mut Scratch::default()).index,
             1
         );
         // A large chunk with exponent and mantissa correlated: the whole code is far smaller.
@@ -380,11 +457,11 @@ mod tests {
             .map(|i| [0x38, 0x41, 0xb9, 0xc0][i as usize % 4])
             .collect();
         assert_eq!(
-            choose_split(Layout::F8E4M3, &large, &mut Scratch::default()),
+            choose_split(Layout::F8E4M3, &large, &mut Scratch::default()).index,
             0
         );
         assert_eq!(
-            choose_split(Layout::Bf16, &large, &mut Scratch::default()),
+            choose_split(Layout::Bf16, &large, &mut Scratch::default()).index,
             0
         );
     }
@@ -400,7 +477,10 @@ mod tests {
             })
             .collect();
         let layout = Layout::Bf16.channels(16).unwrap();
-        assert_eq!(choose_split(layout, &values, &mut Scratch::default()), 1);
+        assert_eq!(
+            choose_split(layout, &values, &mut Scratch::default()).index,
+            1
+        );
         let flat = round_trip(Layout::Bf16, &values).len();
         let per_channel = round_trip(layout, &values).len();
         assert!(per_channel * 100 < flat * 95, "{per_channel} vs {flat}");

@@ -260,6 +260,20 @@ impl Split {
         }
     }
 
+    /// Whether each stream of this split holds one symbol per byte of the values, each a function of that
+    /// byte alone: the streams' histograms then follow from the values' byte histogram.
+    pub(crate) fn is_bytewise(self) -> bool {
+        matches!(
+            self,
+            Split::Bytes | Split::Codes | Split::Fp8Fields { .. } | Split::Nibbles
+        )
+    }
+
+    /// Whether this split's one stream is the values as they are, so that coders can read them in place.
+    pub(crate) fn is_identity(self) -> bool {
+        matches!(self, Split::Bytes | Split::Codes)
+    }
+
     /// How many equal parts stream `stream` is coded in: one per channel for channel-grouped streams.
     pub(crate) fn parts(self, stream: usize) -> usize {
         match self {

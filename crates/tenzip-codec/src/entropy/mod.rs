@@ -161,48 +161,106 @@ pub fn encode_block(symbols: &[u8], preference: Preference, out: &mut Vec<u8>) {
         write_block(out, Mode::Raw, |body| body.extend_from_slice(symbols));
         return;
     }
-    let histogram = histogram(symbols);
+    encode_block_counted(symbols, &histogram(symbols), preference, out);
+}
+
+/// [`encode_block`] for a stream whose histogram the caller has already counted.
+pub fn encode_block_counted(
+    symbols: &[u8],
+    histogram: &[u32; 256],
+    preference: Preference,
+    out: &mut Vec<u8>,
+) {
     let distinct = histogram.iter().filter(|&&count| count > 0).count();
     if distinct == 1 {
         write_block(out, Mode::Run, |body| body.push(symbols[0]));
         return;
     }
     if distinct > 1 {
-        let code = huffman::Code::from_histogram(&histogram);
-        let huffman_len = code.coded_len(&histogram);
-        if huffman_len < symbols.len() * 98 / 100 {
-            // Normalising for tANS costs more than building a Huffman code: only try it where Huffman
-            // is measurably above the entropy.
-            if huffman_len as f64 > entropy_bytes(&histogram) * 1.003 {
-                let frequencies = tans::Frequencies::for_histogram(&histogram);
-                let tans_len = frequencies.coded_len(&histogram);
-                // tANS and rANS spend the same bits; rANS decodes faster, and its states cost little on a
-                // long stream.
-                let rans_pays = rans::pays_for_its_states(tans_len);
-                // Where rANS can take the block and Huffman's codes are long, rANS is smaller and faster
-                // too, whatever the preference.
-                let huffman_one_per_lookup =
-                    huffman_len * 8 > symbols.len() * MULTI_SYMBOL_CODE_BITS;
-                if tans_len < huffman_len * preference.tans_at_most_per_mille(symbols.len()) / 1000
-                    || (rans_pays && huffman_one_per_lookup && tans_len < huffman_len)
-                {
-                    if rans_pays {
-                        write_block(out, Mode::Rans, |body| {
-                            rans::encode(symbols, &frequencies, body)
-                        });
-                    } else {
-                        write_block(out, Mode::Tans, |body| {
-                            tans::encode(symbols, &frequencies, body)
-                        });
-                    }
-                    return;
-                }
+        let raw_limit = symbols.len() * 98 / 100;
+        let mut ans = AnsCandidate {
+            histogram,
+            symbols: symbols.len(),
+            preference,
+            entropy: entropy_bytes(histogram),
+            raw_limit,
+            normalised: None,
+        };
+        // An unlimited Huffman code's size, a lower bound on the real code's, settles most blocks that ANS
+        // takes without the package-merge; the real code is built only where it does not.
+        let huffman_bound = huffman::Code::coded_len_at_least(histogram);
+        if huffman_bound < raw_limit {
+            if ans.beats(huffman_bound) {
+                return ans.write(symbols, out);
             }
-            write_block(out, Mode::Huffman, |body| code.encode(symbols, body));
-            return;
+            let code = huffman::Code::from_histogram(histogram);
+            let huffman_len = code.coded_len(histogram);
+            if huffman_len < raw_limit {
+                if ans.beats(huffman_len) {
+                    return ans.write(symbols, out);
+                }
+                write_block(out, Mode::Huffman, |body| code.encode(symbols, body));
+                return;
+            }
         }
     }
     write_block(out, Mode::Raw, |body| body.extend_from_slice(symbols));
+}
+
+/// tANS (on long blocks rANS) for one stream, weighed against Huffman codes of a given size; its frequencies
+/// are normalised only once a Huffman code is far enough above the entropy to ask.
+struct AnsCandidate<'a> {
+    histogram: &'a [u32; 256],
+    symbols: usize,
+    preference: Preference,
+    /// The stream's order-0 entropy, in bytes.
+    entropy: f64,
+    /// The size every coder must stay below: 98% of raw.
+    raw_limit: usize,
+    /// The frequencies and the size they code the stream in.
+    normalised: Option<(tans::Frequencies, usize)>,
+}
+
+impl AnsCandidate<'_> {
+    /// Whether ANS should code the stream rather than a Huffman code of `huffman_len` bytes. The answer can
+    /// only turn from no to yes as `huffman_len` grows, so a lower bound that says yes settles it.
+    fn beats(&mut self, huffman_len: usize) -> bool {
+        // Normalising for tANS costs more than building a Huffman code: only try it where Huffman is
+        // measurably above the entropy.
+        if huffman_len as f64 <= self.entropy * 1.003 {
+            return false;
+        }
+        let histogram = self.histogram;
+        let (_, tans_len) = *self.normalised.get_or_insert_with(|| {
+            let frequencies = tans::Frequencies::for_histogram(histogram);
+            let tans_len = frequencies.coded_len(histogram);
+            (frequencies, tans_len)
+        });
+        // Where rANS can take the block and Huffman's codes are long, rANS is smaller and faster too,
+        // whatever the preference.
+        let huffman_one_per_lookup = huffman_len * 8 > self.symbols * MULTI_SYMBOL_CODE_BITS;
+        let per_mille = self.preference.tans_at_most_per_mille(self.symbols);
+        tans_len < self.raw_limit
+            && (tans_len < huffman_len * per_mille / 1000
+                || (rans::pays_for_its_states(tans_len)
+                    && huffman_one_per_lookup
+                    && tans_len < huffman_len))
+    }
+
+    /// Appends the block, once [`AnsCandidate::beats`] said yes: tANS and rANS spend the same bits, rANS
+    /// decodes faster, and its states cost little on a long stream.
+    fn write(self, symbols: &[u8], out: &mut Vec<u8>) {
+        let (frequencies, tans_len) = self.normalised.expect("beats() normalised the frequencies");
+        if rans::pays_for_its_states(tans_len) {
+            write_block(out, Mode::Rans, |body| {
+                rans::encode(symbols, &frequencies, body)
+            });
+        } else {
+            write_block(out, Mode::Tans, |body| {
+                tans::encode(symbols, &frequencies, body)
+            });
+        }
+    }
 }
 
 /// Huffman codes averaging more bits than this take about one symbol per table lookup (11 bits), which

@@ -38,12 +38,15 @@ pub fn pays_for_its_states(tans_len: usize) -> bool {
 
 /// How the encoder codes one symbol of count `f` and cumulative count `cum` (with `2^log` the table size):
 /// a state `x` (below `limit`) becomes `(x / f) << log | x % f` plus `cum`, which is `x + (x / f) * (2^log -
-/// f) + cum`; the division is a multiplication by `reciprocal` (a hardware divide took half the coding time).
+/// f) + cum`; the division is a multiplication by `reciprocal` and a shift by `32 + log` (a hardware divide
+/// took half the coding time).
 #[derive(Debug, Clone, Copy, Default)]
 struct SymbolCoder {
-    /// `ceil(2^63 / f)`: for `x < 2^32` and `f < 2^12`, the high word of `2x * reciprocal` is exactly
-    /// `x / f`, because the rounding adds less than `2^-31` and `x / f` falls at least `1 / f > 2^-12` short
-    /// of the next integer. One multiply and no shift.
+    /// `ceil(2^(32 + log) / f)`, so that `(x * reciprocal) >> (32 + log)` is exactly `x / f` for every state
+    /// the coder sees (`x < limit`). The rounding adds `x * e / 2^(32 + log)` with `e < 1`, less than `1 / f`
+    /// because `x * f < f^2 * 2^(32 - log) <= 2^(32 + log)`, while `x / f` falls at least `1 / f` short of
+    /// the next integer. The product stays below 2^64: it is at most `x * 2^(32 + log) / f + x`, and
+    /// `x / f < 2^(32 - log) - 1 / f` takes off more than the `x < 2^32` added. For `f = 1`, exactly `x`.
     reciprocal: u64,
     /// Above it, a state first sheds its low word, so that the coded state stays below 2^32.
     limit: u32,
@@ -68,7 +71,7 @@ pub fn encode(symbols: &[u8], frequencies: &Frequencies, out: &mut Vec<u8>) {
         if count > 0 {
             let count = u32::from(count);
             *coder = SymbolCoder {
-                reciprocal: (1u64 << 63).div_ceil(u64::from(count)),
+                reciprocal: (1u64 << (32 + log)).div_ceil(u64::from(count)),
                 limit: count << (32 - log),
                 complement: (1 << log) - count,
                 cum,
@@ -76,6 +79,7 @@ pub fn encode(symbols: &[u8], frequencies: &Frequencies, out: &mut Vec<u8>) {
             cum += count;
         }
     }
+    let shift = 32 + log;
     let mut states = [LOWER; LANES];
     WORDS.with(|room| {
         let mut room = room.borrow_mut();
@@ -91,8 +95,7 @@ pub fn encode(symbols: &[u8], frequencies: &Frequencies, out: &mut Vec<u8>) {
             words[shed] = *state as u16;
             shed += usize::from(sheds);
             *state = if sheds { *state >> 16 } else { *state };
-            let product = u128::from(2 * u64::from(*state)) * u128::from(coder.reciprocal);
-            let quotient = (product >> 64) as u32;
+            let quotient = ((u64::from(*state) * coder.reciprocal) >> shift) as u32;
             *state += quotient * coder.complement + coder.cum;
         };
         // The ragged end first, then whole steps unrolled by eight lanes, each lane's index a constant, so
