@@ -62,30 +62,38 @@ impl Frequencies {
     /// The finest table for long streams, the best of the coarser ones for short ones.
     pub fn for_histogram(histogram: &[u32; 256]) -> Frequencies {
         let total: u64 = histogram.iter().map(|&c| u64::from(c)).sum();
-        let finest = Frequencies::normalize(histogram, MAX_TABLE_LOG);
         if total >= TRY_COARSER_BELOW as u64 {
-            return finest;
+            return Frequencies::normalize(histogram, MAX_TABLE_LOG);
         }
         let distinct = histogram.iter().filter(|&&c| c > 0).count();
-        let cost = |frequencies: &Frequencies| {
-            frequencies.coded_len(histogram) + frequencies.size() / ENTRIES_PER_BYTE
+        let logs = MIN_TABLE_LOG.max(distinct.next_power_of_two().ilog2())..=MAX_TABLE_LOG;
+        let sized = |log: u32| {
+            let frequencies = Frequencies::normalize(histogram, log);
+            let len = frequencies.coded_len(histogram) + frequencies.size() / ENTRIES_PER_BYTE;
+            (frequencies, len)
         };
-        let mut best_len = cost(&finest);
-        let mut best = finest;
-        // The size falls as the table shrinks until rounding the frequencies costs more than the table saves;
-        // stop at the first coarser table that is no smaller.
-        for log in (MIN_TABLE_LOG..MAX_TABLE_LOG).rev() {
-            if (1usize << log) < distinct {
+        // The size falls as the table shrinks until rounding the frequencies costs more than the table saves,
+        // then rises. Start where short streams usually end, about 16 symbols per table entry, and walk
+        // towards whichever neighbour is smaller (two or three normalisations, where a walk down from the
+        // finest table took six on per-channel exponents).
+        let start = (total.ilog2().saturating_sub(4)).clamp(*logs.start(), *logs.end());
+        let mut best = sized(start);
+        for step in [-1i32, 1] {
+            let mut log = start.saturating_add_signed(step);
+            let mut moved = false;
+            while logs.contains(&log) {
+                let candidate = sized(log);
+                if candidate.1 >= best.1 {
+                    break;
+                }
+                (best, moved) = (candidate, true);
+                log = log.saturating_add_signed(step);
+            }
+            if moved {
                 break;
             }
-            let coarser = Frequencies::normalize(histogram, log);
-            let len = cost(&coarser);
-            if len >= best_len {
-                break;
-            }
-            (best, best_len) = (coarser, len);
         }
-        best
+        best.0
     }
 
     /// Scales `histogram` (at least two and at most `2^log` symbols occur) to sum to `2^log`, then moves
