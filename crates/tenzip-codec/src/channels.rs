@@ -129,10 +129,11 @@ pub(crate) fn split_fields(float: ChannelFloat, values: &[u8], streams: &mut [Ve
                 .zip(sign.iter_mut())
                 .zip(mantissa.iter_mut())
             {
-                let (low, high) = (value[0], value[1]);
-                *exponent = (high << 1) | (low >> 7);
-                *sign = high >> 7;
-                *mantissa = low & 0x7f;
+                // Whole 16-bit values, which the compiler vectorises; byte by byte it did not.
+                let bits = u16::from_le_bytes([value[0], value[1]]);
+                *exponent = (bits >> 7) as u8;
+                *sign = (bits >> 15) as u8;
+                *mantissa = bits as u8 & 0x7f;
             }
         }
         (ChannelFloat::F16, [sign_exponent, high_mantissa, low_mantissa]) => {
@@ -142,9 +143,10 @@ pub(crate) fn split_fields(float: ChannelFloat, values: &[u8], streams: &mut [Ve
                 .zip(high_mantissa.iter_mut())
                 .zip(low_mantissa.iter_mut())
             {
-                *sign_exponent = value[1] >> 2;
-                *high_mantissa = value[1] & 0x03;
-                *low_mantissa = value[0];
+                let bits = u16::from_le_bytes([value[0], value[1]]);
+                *sign_exponent = (bits >> 10) as u8;
+                *high_mantissa = (bits >> 8) as u8 & 0x03;
+                *low_mantissa = bits as u8;
             }
         }
         (ChannelFloat::F8E4M3 | ChannelFloat::F8E5M2, [sign_exponent, mantissa]) => {
@@ -198,8 +200,9 @@ pub(crate) fn merge_fields(float: ChannelFloat, fields: &[&[u8]], out: &mut [u8]
                 .zip(sign.iter())
                 .zip(mantissa.iter())
             {
-                value[0] = exponent << 7 | mantissa;
-                value[1] = sign << 7 | exponent >> 1;
+                // Whole 16-bit values, as in the split.
+                let bits = u16::from(sign) << 15 | u16::from(exponent) << 7 | u16::from(mantissa);
+                value.copy_from_slice(&bits.to_le_bytes());
             }
         }
         (ChannelFloat::F16, [sign_exponent, high_mantissa, low_mantissa]) => {
@@ -209,8 +212,8 @@ pub(crate) fn merge_fields(float: ChannelFloat, fields: &[&[u8]], out: &mut [u8]
                 .zip(high_mantissa.iter())
                 .zip(low_mantissa.iter())
             {
-                value[0] = low;
-                value[1] = sign_exponent << 2 | high;
+                let bits = u16::from(sign_exponent) << 10 | u16::from(high) << 8 | u16::from(low);
+                value.copy_from_slice(&bits.to_le_bytes());
             }
         }
         (ChannelFloat::F8E4M3 | ChannelFloat::F8E5M2, [sign_exponent, mantissa]) => {
