@@ -55,14 +55,29 @@ struct SymbolCoder {
 }
 
 thread_local! {
-    /// Each thread's room for the words a block sheds (at most one per symbol), never cleared: the encoder
-    /// writes a word at every symbol and keeps only the ones it counts.
-    static WORDS: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
+    /// Each thread's room for the words a block sheds (at most one a symbol, two bytes each, and
+    /// [`ROOM_BELOW`] bytes under them), filled from the top down so that they end in the order the decoder
+    /// reads them. Never cleared: the encoder writes a word at every symbol and keeps only the ones it counts.
+    static WORD_ROOM: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Bytes of room below the words: the vector encoder stores 16 bytes at a time, of which it keeps the top ones.
+const ROOM_BELOW: usize = 16;
 
 /// Appends the body (frequencies, final states, words) coding `symbols`, of which every one must have a
 /// nonzero count in `frequencies`, and none the whole table.
 pub fn encode(symbols: &[u8], frequencies: &Frequencies, out: &mut Vec<u8>) {
+    encode_with(symbols, frequencies, out, true);
+}
+
+/// [`encode`] without vector instructions: the reference that tests hold the vector path to, byte for byte.
+pub fn encode_portable(symbols: &[u8], frequencies: &Frequencies, out: &mut Vec<u8>) {
+    encode_with(symbols, frequencies, out, false);
+}
+
+/// [`encode`], with the vector path allowed or not. The encoder runs backwards, from the last symbol: the
+/// ragged last step first, then the whole steps.
+fn encode_with(symbols: &[u8], frequencies: &Frequencies, out: &mut Vec<u8>, allow_vector: bool) {
     frequencies.write(out);
     let log = frequencies.log();
     let mut coders = [SymbolCoder::default(); 256];
@@ -79,58 +94,97 @@ pub fn encode(symbols: &[u8], frequencies: &Frequencies, out: &mut Vec<u8>) {
             cum += count;
         }
     }
-    let shift = 32 + log;
     let mut states = [LOWER; LANES];
-    WORDS.with(|room| {
+    WORD_ROOM.with(|room| {
         let mut room = room.borrow_mut();
-        if room.len() < symbols.len() {
-            room.resize(symbols.len(), 0);
+        let room_len = 2 * symbols.len() + ROOM_BELOW;
+        if room.len() < room_len {
+            room.resize(room_len, 0);
         }
-        let words = &mut room[..symbols.len()];
-        let mut shed = 0;
-        let mut code = |state: &mut u32, symbol: u8| {
-            let coder = coders[usize::from(symbol)];
-            // Branch-free: the word is always written, and kept only if the state sheds it.
-            let sheds = *state >= coder.limit;
-            words[shed] = *state as u16;
-            shed += usize::from(sheds);
-            *state = if sheds { *state >> 16 } else { *state };
-            let quotient = ((u64::from(*state) * coder.reciprocal) >> shift) as u32;
-            *state += quotient * coder.complement + coder.cum;
-        };
-        // The ragged end first, then whole steps unrolled by eight lanes, each lane's index a constant, so
-        // that the compiler sees consecutive codings as independent (17% faster than indexing the lane).
+        let room = &mut room[..room_len];
+        let mut free = room_len;
         let whole = symbols.len() / LANES * LANES;
-        for (index, &symbol) in symbols.iter().enumerate().skip(whole).rev() {
-            code(&mut states[index % LANES], symbol);
+        encode_scalar(
+            &coders,
+            log,
+            &mut states,
+            &symbols[whole..],
+            room,
+            &mut free,
+        );
+        let mut scalar_steps = whole;
+        #[cfg(target_arch = "x86_64")]
+        #[allow(unsafe_code)]
+        if allow_vector && std::arch::is_x86_feature_detected!("avx2") {
+            let table = avx2::symbol_table(frequencies);
+            // SAFETY: AVX2 is available, as just checked.
+            unsafe {
+                avx2::encode_steps(&table, log, &mut states, &symbols[..whole], room, &mut free)
+            };
+            scalar_steps = 0;
         }
-        for step in symbols[..whole].chunks_exact(LANES).rev() {
-            for (states, symbols) in states.chunks_exact_mut(8).zip(step.chunks_exact(8)).rev() {
-                let [s0, s1, s2, s3, s4, s5, s6, s7] =
-                    <&mut [u32; 8]>::try_from(states).expect("groups of 8");
-                let [y0, y1, y2, y3, y4, y5, y6, y7] =
-                    *<&[u8; 8]>::try_from(symbols).expect("groups of 8");
-                code(s7, y7);
-                code(s6, y6);
-                code(s5, y5);
-                code(s4, y4);
-                code(s3, y3);
-                code(s2, y2);
-                code(s1, y1);
-                code(s0, y0);
-            }
-        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = allow_vector;
+        encode_scalar(
+            &coders,
+            log,
+            &mut states,
+            &symbols[..scalar_steps],
+            room,
+            &mut free,
+        );
         for state in states {
             out.extend_from_slice(&state.to_le_bytes());
         }
-        // The decoder reads words in the opposite order to the one the encoder sheds them in.
-        out.extend(
-            words[..shed]
-                .iter()
-                .rev()
-                .flat_map(|word| word.to_le_bytes()),
-        );
+        out.extend_from_slice(&room[free..]);
     });
+}
+
+/// Codes `symbols` (whose first one belongs to lane 0) onto `states`, last symbol first, shedding words
+/// into `room` below `free`.
+fn encode_scalar(
+    coders: &[SymbolCoder; 256],
+    log: u32,
+    states: &mut [u32; LANES],
+    symbols: &[u8],
+    room: &mut [u8],
+    free: &mut usize,
+) {
+    let shift = 32 + log;
+    let mut at = *free;
+    let mut code = |state: &mut u32, symbol: u8| {
+        let coder = coders[usize::from(symbol)];
+        // Branch-free: the word is always written, and kept only if the state sheds it.
+        let sheds = *state >= coder.limit;
+        room[at - 2..at].copy_from_slice(&(*state as u16).to_le_bytes());
+        at -= 2 * usize::from(sheds);
+        *state = if sheds { *state >> 16 } else { *state };
+        let quotient = ((u64::from(*state) * coder.reciprocal) >> shift) as u32;
+        *state += quotient * coder.complement + coder.cum;
+    };
+    // The ragged end first, then whole steps unrolled by eight lanes, each lane's index a constant, so that
+    // the compiler sees consecutive codings as independent (17% faster than indexing the lane).
+    let whole = symbols.len() / LANES * LANES;
+    for (index, &symbol) in symbols.iter().enumerate().skip(whole).rev() {
+        code(&mut states[index % LANES], symbol);
+    }
+    for step in symbols[..whole].chunks_exact(LANES).rev() {
+        for (states, symbols) in states.chunks_exact_mut(8).zip(step.chunks_exact(8)).rev() {
+            let [s0, s1, s2, s3, s4, s5, s6, s7] =
+                <&mut [u32; 8]>::try_from(states).expect("groups of 8");
+            let [y0, y1, y2, y3, y4, y5, y6, y7] =
+                *<&[u8; 8]>::try_from(symbols).expect("groups of 8");
+            code(s7, y7);
+            code(s6, y6);
+            code(s5, y5);
+            code(s4, y4);
+            code(s3, y3);
+            code(s2, y2);
+            code(s1, y1);
+            code(s0, y0);
+        }
+    }
+    *free = at;
 }
 
 /// Decoding table entry of a slot: `f | (slot - cum) << 12 | symbol << 24`. A rANS block has two symbols or
@@ -304,6 +358,141 @@ mod avx2 {
         table
     };
 
+    /// For each 8-bit mask of the lanes (of eight) that shed a word, the byte shuffle that moves those lanes'
+    /// 16-bit words, in lane order, to the top of 16 bytes.
+    const SHED_TO_TOP: [[u8; 16]; 256] = {
+        let mut table = [[0x80u8; 16]; 256];
+        let mut mask = 0;
+        while mask < 256 {
+            let (mut lane, mut slot) = (0, 8 - (mask as u32).count_ones() as usize);
+            while lane < 8 {
+                if mask >> lane & 1 == 1 {
+                    table[mask][2 * slot] = 2 * lane as u8;
+                    table[mask][2 * slot + 1] = 2 * lane as u8 + 1;
+                    slot += 1;
+                }
+                lane += 1;
+            }
+            mask += 1;
+        }
+        table
+    };
+
+    /// Each symbol's coding parameters, one 64-bit entry for one gather: the low half is the magic number of
+    /// Granlund and Montgomery's division by the count `f` (exact for every 32-bit dividend, with no 64-bit
+    /// product, which AVX2 lacks), the high half `f | cum << 12 | sh2 << 24 | sh1 << 28`, with `l` the
+    /// bits of `f - 1`, magic `2^32 * (2^l - f) / f + 1`, `sh1 = min(l, 1)`, `sh2 = max(l, 1) - 1`, and
+    /// `x / f = (t + ((x - t) >> sh1)) >> sh2` for `t` the high word of `x * magic`.
+    pub(super) fn symbol_table(frequencies: &super::Frequencies) -> [u64; 256] {
+        let mut table = [0; 256];
+        let mut cum = 0;
+        for (entry, &count) in table.iter_mut().zip(frequencies.counts()) {
+            if count > 0 {
+                let count = u64::from(count);
+                let l = u64::from(64 - (count - 1).leading_zeros());
+                let magic = (1 << 32) * ((1 << l) - count) / count + 1;
+                let params = count | cum << 12 | (l.max(1) - 1) << 24 | l.min(1) << 28;
+                *entry = magic | params << 32;
+                cum += count;
+            }
+        }
+        table
+    }
+
+    /// Codes whole steps of [`LANES`] symbols onto `states`, last step first, exactly as `encode_scalar`
+    /// would: the 32 states in four registers, each symbol's parameters one gather, the shed words of eight
+    /// lanes stored together below `free` in `room`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn encode_steps(
+        table: &[u64; 256],
+        log: u32,
+        states: &mut [u32; LANES],
+        symbols: &[u8],
+        room: &mut [u8],
+        free: &mut usize,
+    ) {
+        let low_4 = _mm256_set1_epi32(0xf);
+        let low_12 = _mm256_set1_epi32(0xfff);
+        let low_16 = _mm256_set1_epi32(0xffff);
+        let table_size = _mm256_set1_epi32(1 << log);
+        let limit_shift = _mm_cvtsi32_si128(32 - log as i32);
+        let mut registers: [__m256i; REGISTERS] = std::array::from_fn(|r| {
+            let lanes: &[u32; 8] = states[8 * r..8 * r + 8].try_into().expect("8 lanes");
+            // SAFETY: reads 8 u32 of an array of 8 u32.
+            unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) }
+        });
+        let mut at = *free;
+        for step in symbols.chunks_exact(LANES).rev() {
+            for (states, lanes) in registers.iter_mut().zip(step.chunks_exact(8)).rev() {
+                let lanes: &[u8; 8] = lanes.try_into().expect("8 lanes");
+                // SAFETY: reads the 8 bytes of `lanes`.
+                let index = _mm256_cvtepu8_epi32(unsafe { _mm_loadl_epi64(lanes.as_ptr().cast()) });
+                // SAFETY: every index is a byte, below the table's 256 entries.
+                let (low, high) = unsafe {
+                    (
+                        _mm256_i32gather_epi64::<8>(
+                            table.as_ptr().cast(),
+                            _mm256_castsi256_si128(index),
+                        ),
+                        _mm256_i32gather_epi64::<8>(
+                            table.as_ptr().cast(),
+                            _mm256_extracti128_si256::<1>(index),
+                        ),
+                    )
+                };
+                // The entries' low and high halves, each back in lane order.
+                let (low, high) = (_mm256_castsi256_ps(low), _mm256_castsi256_ps(high));
+                let magic = _mm256_permute4x64_epi64::<0xd8>(_mm256_castps_si256(
+                    _mm256_shuffle_ps::<0x88>(low, high),
+                ));
+                let params = _mm256_permute4x64_epi64::<0xd8>(_mm256_castps_si256(
+                    _mm256_shuffle_ps::<0xdd>(low, high),
+                ));
+                let count = _mm256_and_si256(params, low_12);
+                let limit = _mm256_sll_epi32(count, limit_shift);
+                let sheds = _mm256_cmpeq_epi32(_mm256_max_epu32(*states, limit), *states);
+                let mask = _mm256_movemask_ps(_mm256_castsi256_ps(sheds)) as usize;
+                let words = _mm256_and_si256(*states, low_16);
+                let words = _mm256_permute4x64_epi64::<0x08>(_mm256_packus_epi32(words, words));
+                // SAFETY: reads the 16 bytes of one row.
+                let order = unsafe { _mm_loadu_si128(SHED_TO_TOP[mask].as_ptr().cast()) };
+                let words = _mm_shuffle_epi8(_mm256_castsi256_si128(words), order);
+                // At least ROOM_BELOW bytes lie below the words kept so far.
+                let below = &mut room[at - 16..at];
+                // SAFETY: writes the 16 bytes of `below`.
+                unsafe { _mm_storeu_si128(below.as_mut_ptr().cast(), words) };
+                at -= 2 * mask.count_ones() as usize;
+                let x = _mm256_blendv_epi8(*states, _mm256_srli_epi32::<16>(*states), sheds);
+                // x / count, from the high words of x * magic, lane by lane.
+                let even = _mm256_mul_epu32(x, magic);
+                let odd =
+                    _mm256_mul_epu32(_mm256_srli_epi64::<32>(x), _mm256_srli_epi64::<32>(magic));
+                let t = _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<32>(even), odd);
+                let sh1 = _mm256_srli_epi32::<28>(params);
+                let sh2 = _mm256_and_si256(_mm256_srli_epi32::<24>(params), low_4);
+                let quotient = _mm256_srlv_epi32(
+                    _mm256_add_epi32(t, _mm256_srlv_epi32(_mm256_sub_epi32(x, t), sh1)),
+                    sh2,
+                );
+                let complement = _mm256_sub_epi32(table_size, count);
+                let cum = _mm256_and_si256(_mm256_srli_epi32::<12>(params), low_12);
+                *states = _mm256_add_epi32(
+                    _mm256_add_epi32(x, _mm256_mullo_epi32(quotient, complement)),
+                    cum,
+                );
+            }
+        }
+        for (lanes, states) in states.chunks_exact_mut(8).zip(registers) {
+            let lanes: &mut [u32; 8] = lanes.try_into().expect("8 lanes");
+            // SAFETY: writes 8 u32 into an array of 8 u32.
+            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), states) };
+        }
+        *free = at;
+    }
+
     /// Decodes whole steps of [`LANES`] symbols from the start of `out` while a step's words are surely in
     /// the stream, exactly as `decode_scalar` would; returns the symbols decoded.
     ///
@@ -393,11 +582,20 @@ mod tests {
     use crate::entropy::histogram;
     use proptest::prelude::*;
 
+    /// The body from both encoding paths, which must write the same bytes.
     fn encoded(symbols: &[u8]) -> Vec<u8> {
-        let frequencies = Frequencies::for_histogram(&histogram(symbols));
-        let mut body = Vec::new();
-        encode(symbols, &frequencies, &mut body);
-        body
+        encoded_with(symbols, &Frequencies::for_histogram(&histogram(symbols)))
+    }
+
+    fn encoded_with(symbols: &[u8], frequencies: &Frequencies) -> Vec<u8> {
+        let (mut vector, mut scalar) = (Vec::new(), Vec::new());
+        encode(symbols, frequencies, &mut vector);
+        encode_portable(symbols, frequencies, &mut scalar);
+        assert!(
+            vector == scalar,
+            "the vector encoder differs from the scalar one"
+        );
+        vector
     }
 
     /// Both decoding paths, which must agree on every body, intact or not.
@@ -450,6 +648,33 @@ mod tests {
             symbols.extend([0, 255]);
             let body = encoded(&symbols);
             assert_eq!(decode_both(&body, symbols.len()).unwrap(), symbols, "{len}");
+        }
+    }
+
+    #[test]
+    fn extreme_counts_round_trip() {
+        // Counts of 1, powers of two, and 4095 of 4096 test every branch of the division by the count.
+        let symbols: Vec<u8> = (0..40_000u32)
+            .map(|i| match i % 4096 {
+                0 => 7,
+                _ => 200,
+            })
+            .collect();
+        let mut counts = [0u32; 256];
+        counts[7] = 1;
+        counts[200] = 4095;
+        let frequencies = Frequencies::normalize(&counts, 12);
+        let body = encoded_with(&symbols, &frequencies);
+        assert_eq!(decode_both(&body, symbols.len()).unwrap(), symbols);
+        let spread: Vec<u8> = (0..20_000u32).map(|i| (i * 37 % 23) as u8 * 11).collect();
+        for log in [5, 9, 12] {
+            let frequencies = Frequencies::normalize(&histogram(&spread), log);
+            let body = encoded_with(&spread, &frequencies);
+            assert_eq!(
+                decode_both(&body, spread.len()).unwrap(),
+                spread,
+                "log {log}"
+            );
         }
     }
 
