@@ -516,11 +516,23 @@ fn decode_parts(body: &[u8], out: &mut [u8]) -> Result<(), Error> {
             len: out.len(),
         });
     }
+    let part_len = out.len() / parts;
     let mut rest = &body[4..];
-    for part in out.chunks_exact_mut(out.len() / parts) {
+    let mut parts = out.chunks_exact_mut(part_len);
+    while let Some(part) = parts.next() {
         let (block, used) = Block::parse(rest)?;
-        block.decode_nested(part)?;
         rest = &rest[used..];
+        // Short tANS parts (one sub-stream each) decode two at a time.
+        if let (Block::Tans(first), true) = (block, part_len < tans::SPLIT_STREAM_MIN) {
+            if let Ok((Block::Tans(second), second_used)) = Block::parse(rest) {
+                if let Some(second_part) = parts.next() {
+                    tans::decode_pair(first, part, second, second_part)?;
+                    rest = &rest[second_used..];
+                    continue;
+                }
+            }
+        }
+        block.decode_nested(part)?;
     }
     if !rest.is_empty() {
         return Err(Error::TrailingBytes(rest.len()));
@@ -747,6 +759,45 @@ mod tests {
             decode_block(&[0, 9, 0, 0, 0, 1, 2, 3, 4], &mut out),
             Err(Error::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn short_tans_parts_decode_in_pairs_and_damage_to_either_is_an_error() {
+        // Five parts of skewed symbols, each its own spread: tANS parts, two pairs and one alone.
+        let symbols: Vec<u8> = (0..5u8)
+            .flat_map(|part| {
+                // One symbol of about 80%, where Huffman's whole bits lose most.
+                let weights = [4000 + 100 * u32::from(part), 500, 300, 120, 50, 20, 9, 3, 1];
+                test_symbols::weighted(&weights, 3000, u64::from(part))
+            })
+            .collect();
+        let mut block = Vec::new();
+        encode_block_parts(&symbols, 5, Preference::Size, &mut block);
+        let (Block::Parts(body), _) = Block::parse(&block).unwrap() else {
+            panic!("a parts block")
+        };
+        let mut rest = &body[4..];
+        for _ in 0..5 {
+            let (part, used) = Block::parse(rest).unwrap();
+            assert_eq!(part.mode(), Mode::Tans);
+            rest = &rest[used..];
+        }
+        let mut out = vec![0; symbols.len()];
+        assert_eq!(decode_block(&block, &mut out), Ok(block.len()));
+        assert_eq!(out, symbols);
+        // A flipped byte in the middle of each part's body: first of a pair, second of a pair, alone.
+        let mut starts = Vec::new();
+        let mut at = BLOCK_HEADER_LEN + 4;
+        for _ in 0..5 {
+            let (_, used) = Block::parse(&block[at..]).unwrap();
+            starts.push((at, used));
+            at += used;
+        }
+        for &(start, used) in &[starts[0], starts[1], starts[4]] {
+            let mut damaged = block.clone();
+            damaged[start + used / 2] ^= 0x10;
+            assert!(decode_block(&damaged, &mut out).is_err(), "part at {start}");
+        }
     }
 
     #[test]

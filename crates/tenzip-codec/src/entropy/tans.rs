@@ -524,10 +524,11 @@ fn fill_decode_table(frequencies: &Frequencies, table: &mut [Entry]) {
 }
 
 thread_local! {
-    /// Each thread's decoding table, rebuilt for every block: allocating 16 KiB per block costs as much as
-    /// filling it when blocks are small (one per channel of a per-channel chunk).
-    static DECODE_TABLE: RefCell<Box<[Entry; TABLE_SIZE]>> =
-        RefCell::new(Box::new([Entry::default(); TABLE_SIZE]));
+    /// Each thread's decoding tables, rebuilt for every block (two for a pair of blocks decoded together):
+    /// allocating 16 KiB per block costs as much as filling it when blocks are small (one per channel of a
+    /// per-channel chunk).
+    static DECODE_TABLES: RefCell<Box<[[Entry; TABLE_SIZE]; 2]>> =
+        RefCell::new(Box::new([[Entry::default(); TABLE_SIZE]; 2]));
 }
 
 /// Reads a bit-stream backwards from its end: the bits written last come out first.
@@ -705,11 +706,64 @@ fn step(entry: Entry, window: u64, position: &mut u32, state: &mut u32) -> u8 {
 /// Decodes a body written by [`encode`] into `out` (exactly the original symbol count).
 pub fn decode(body: &[u8], out: &mut [u8]) -> Result<(), Error> {
     let (frequencies, table_len) = Frequencies::read(body)?;
-    DECODE_TABLE.with(|table| {
-        let mut table = table.borrow_mut();
+    DECODE_TABLES.with(|tables| {
+        let table = &mut tables.borrow_mut()[0];
         fill_decode_table(&frequencies, &mut table[..]);
-        decode_with(body, table_len, frequencies.log, &table, out)
+        decode_with(body, table_len, frequencies.log, table, out)
     })
+}
+
+/// Decodes two bodies written by [`encode`] for streams of equal length below [`SPLIT_STREAM_MIN`] (each one
+/// sub-stream), such as two parts of a per-channel stream, in lockstep: each decoder is a serial chain
+/// through its read position, and two independent chains keep the CPU twice as busy.
+pub fn decode_pair(
+    first: &[u8],
+    first_out: &mut [u8],
+    second: &[u8],
+    second_out: &mut [u8],
+) -> Result<(), Error> {
+    debug_assert!(first_out.len() == second_out.len() && first_out.len() < SPLIT_STREAM_MIN);
+    let (first_frequencies, first_table_len) = Frequencies::read(first)?;
+    let (second_frequencies, second_table_len) = Frequencies::read(second)?;
+    DECODE_TABLES.with(|tables| {
+        let [first_table, second_table] = &mut **tables.borrow_mut();
+        fill_decode_table(&first_frequencies, &mut first_table[..]);
+        fill_decode_table(&second_frequencies, &mut second_table[..]);
+        let first_stream = SubStream::new(&first[first_table_len..], first_frequencies.log)?;
+        let second_stream = SubStream::new(&second[second_table_len..], second_frequencies.log)?;
+        lockstep(
+            (first_stream, first_table, first_out),
+            (second_stream, second_table, second_out),
+        )
+    })
+}
+
+/// Decodes two sub-streams, each with its table into its output, in lockstep while both have whole groups
+/// on the fast path, then each to its end.
+fn lockstep(
+    (mut first, first_table, first_out): (SubStream, &[Entry; TABLE_SIZE], &mut [u8]),
+    (mut second, second_table, second_out): (SubStream, &[Entry; TABLE_SIZE], &mut [u8]),
+) -> Result<(), Error> {
+    let mut done = 0;
+    for (a, b) in first_out
+        .chunks_exact_mut(STATES)
+        .zip(second_out.chunks_exact_mut(STATES))
+    {
+        if !(first.fast_ready() && second.fast_ready()) {
+            break;
+        }
+        first.fast_group(
+            |_, state| first_table[state as usize % TABLE_SIZE],
+            a.try_into().expect("groups of STATES"),
+        );
+        second.fast_group(
+            |_, state| second_table[state as usize % TABLE_SIZE],
+            b.try_into().expect("groups of STATES"),
+        );
+        done += STATES;
+    }
+    first.rest(first_table, &mut first_out[done..])?;
+    second.rest(second_table, &mut second_out[done..])
 }
 
 /// Decodes the sub-streams after the frequency table (`table_len` bytes) with the filled `table`.
@@ -726,28 +780,10 @@ fn decode_with(
     let first_len = take(body, table_len, 4, "tANS sub-stream length")?;
     let first_len = u32::from_le_bytes(first_len.try_into().expect("4 bytes")) as usize;
     let first_data = take(body, table_len + 4, first_len, "tANS sub-stream")?;
-    let mut first = SubStream::new(first_data, log)?;
-    let mut second = SubStream::new(&body[table_len + 4 + first_len..], log)?;
-
+    let first = SubStream::new(first_data, log)?;
+    let second = SubStream::new(&body[table_len + 4 + first_len..], log)?;
     let (first_out, second_out) = out.split_at_mut(out.len().div_ceil(2));
-    // Lockstep while both sub-streams have whole groups on the fast path.
-    let lockstep_groups = second_out.len() / STATES;
-    let mut done = 0;
-    for (a, b) in first_out
-        .chunks_exact_mut(STATES)
-        .zip(second_out.chunks_exact_mut(STATES))
-        .take(lockstep_groups)
-    {
-        if !(first.fast_ready() && second.fast_ready()) {
-            break;
-        }
-        let entry = |_, state: u32| table[state as usize % TABLE_SIZE];
-        first.fast_group(entry, a.try_into().expect("groups of STATES"));
-        second.fast_group(entry, b.try_into().expect("groups of STATES"));
-        done += STATES;
-    }
-    first.rest(table, &mut first_out[done..])?;
-    second.rest(table, &mut second_out[done..])
+    lockstep((first, table, first_out), (second, table, second_out))
 }
 
 /// Most contexts a [`ContextTables`] may have: 4096 tables of 4096 entries are 64 MiB of decoding tables, the
