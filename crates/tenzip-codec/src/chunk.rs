@@ -351,6 +351,15 @@ fn decode_split(
     scratch: &mut Scratch,
 ) -> Result<(), Error> {
     let (split, mut rest) = read_split(layout, payload)?;
+    if split.is_identity() {
+        // The one stream is the values: decoded straight into `out`, with no copy.
+        let (block, used) = Block::parse(rest)?;
+        block.decode_into(out)?;
+        return match rest.len() - used {
+            0 => Ok(()),
+            trailing => Err(Error::TrailingBytes(trailing)),
+        };
+    }
     let count = split.stream_count();
     let (buffers, regroup) = scratch.parts(count);
     // Stored streams are merged straight from the payload; only coded ones go through the buffers.
