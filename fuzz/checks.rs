@@ -44,6 +44,29 @@ pub fn ans_decode(data: &[u8]) {
     assert_eq!(vector, portable);
 }
 
+/// The rANS encoders on any symbols with at least two distinct values, at a table size the selector picks:
+/// the AVX2 encoder writes the same body as the portable one, and it decodes back to the symbols.
+pub fn ans_encode(data: &[u8]) {
+    use tenzip_codec::entropy::{histogram, rans, tans};
+    let Some((&selector, symbols)) = data.split_first() else {
+        return;
+    };
+    let counts = histogram(symbols);
+    let distinct = counts.iter().filter(|&&count| count > 0).count();
+    let log = 5 + u32::from(selector) % 8;
+    if distinct < 2 || distinct > 1 << log {
+        return;
+    }
+    let frequencies = tans::Frequencies::normalize(&counts, log);
+    let (mut vector, mut portable) = (Vec::new(), Vec::new());
+    rans::encode(symbols, &frequencies, &mut vector);
+    rans::encode_portable(symbols, &frequencies, &mut portable);
+    assert_eq!(vector, portable);
+    let mut out = vec![0; symbols.len()];
+    assert_eq!(rans::decode(&vector, &mut out), Ok(()));
+    assert_eq!(out, symbols);
+}
+
 /// The container reader and the whole restore on any bytes: errors, never a panic.
 pub fn container_decode(data: &[u8]) {
     if let Ok(container) = Container::open(data) {

@@ -37,6 +37,11 @@ fn ans_decode() {
 }
 
 #[test]
+fn ans_encode() {
+    replay("ans_encode", checks::ans_encode);
+}
+
+#[test]
 fn container_decode() {
     replay("container_decode", checks::container_decode);
 }
