@@ -175,9 +175,8 @@ pub(crate) fn merge(
 ) {
     let elements = out.len() / float.element_size();
     let rows = elements / channels;
-    scratch.clear();
-    scratch.resize(elements * float.grouped_count(), 0);
-    let (first, second) = scratch.split_at_mut(elements);
+    let transposed = crate::chunk::room(scratch, elements * float.grouped_count());
+    let (first, second) = transposed.split_at_mut(elements);
     transpose(streams[0], channels, rows, first);
     let mut fields: [&[u8]; 3] = [first, &[], &[]];
     for (stream, field) in streams.iter().zip(&mut fields).skip(1) {

@@ -23,6 +23,16 @@ impl Scratch {
     }
 }
 
+/// The first `len` bytes of `buffer`, grown (zero-filling only the new bytes) if it is shorter. For buffers
+/// whose every byte the caller overwrites: they never shrink, so chunks of alternating lengths (a tensor's
+/// whole chunks and its short last one) do not zero them again and again.
+pub(crate) fn room(buffer: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if buffer.len() < len {
+        buffer.resize(len, 0);
+    }
+    &mut buffer[..len]
+}
+
 /// Codes one chunk of values into `payload` (cleared first): for layouts with several splits, one byte
 /// naming the split, then one block per stream of the split, in order. For per-channel layouts whose rows
 /// repeat, the byte after the last split's index, the distinct row count (`u32` LE), a block of row
@@ -377,12 +387,11 @@ fn decode_split(
         let (decoded, [buffer, ..]) = buffers.split_at_mut(index) else {
             unreachable!("index < count");
         };
-        // Decoders overwrite every byte, so a buffer already this long (the common case: chunks of equal
-        // length) is not cleared first.
-        buffer.resize(len, 0);
+        let buffer = room(buffer, len);
         match split.context_of(index) {
             Some(context) => {
-                let context = stored[context].unwrap_or(&decoded[context]);
+                let context = stored[context]
+                    .unwrap_or_else(|| &decoded[context][..split.stream_len(context, out.len())]);
                 block.decode_given(context, buffer, regroup)?;
             }
             None => block.decode_into(buffer)?,
@@ -392,8 +401,13 @@ fn decode_split(
         return Err(Error::TrailingBytes(rest.len()));
     }
     let mut streams: [&[u8]; MAX_STREAMS] = [&[]; MAX_STREAMS];
-    for ((stream, stored), buffer) in streams.iter_mut().zip(stored).zip(buffers.iter()) {
-        *stream = stored.unwrap_or(buffer);
+    for (index, ((stream, stored), buffer)) in streams
+        .iter_mut()
+        .zip(stored)
+        .zip(buffers.iter())
+        .enumerate()
+    {
+        *stream = stored.unwrap_or_else(|| &buffer[..split.stream_len(index, out.len())]);
     }
     split.merge(&streams[..count], out, regroup);
     Ok(())
@@ -413,6 +427,38 @@ mod tests {
         decode_chunk(layout, &payload, &mut out, &mut scratch).unwrap();
         assert_eq!(out, values, "{layout}");
         payload
+    }
+
+    #[test]
+    fn chunks_decode_with_a_fresh_scratch_and_in_alternating_lengths() {
+        // BF16 with scattered low bytes: the sign-and-mantissa stream is stored raw and merged from the payload,
+        // so a fresh scratch never grows its buffer.
+        let values: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| {
+                [
+                    (i.wrapping_mul(2_654_435_761) >> 13) as u8,
+                    0x3f + (i % 3) as u8,
+                ]
+            })
+            .collect();
+        let mut scratch = Scratch::default();
+        for len in [values.len(), 2000, values.len(), 6] {
+            let chunk = &values[..len];
+            let mut payload = Vec::new();
+            encode_chunk(
+                Layout::Bf16,
+                chunk,
+                Preference::Size,
+                &mut Scratch::default(),
+                &mut payload,
+            );
+            let mut fresh = vec![0; len];
+            decode_chunk(Layout::Bf16, &payload, &mut fresh, &mut Scratch::default()).unwrap();
+            assert_eq!(fresh, chunk);
+            let mut reused = vec![0; len];
+            decode_chunk(Layout::Bf16, &payload, &mut reused, &mut scratch).unwrap();
+            assert_eq!(reused, chunk, "{len} bytes after longer chunks");
+        }
     }
 
     #[test]
