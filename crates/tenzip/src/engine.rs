@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::ops::Range;
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 
 use rayon::prelude::*;
@@ -93,13 +94,17 @@ fn pipeline<T: Sync, S: Send + Default>(
         return Ok(());
     };
     let window = pool.current_num_threads() * IN_FLIGHT_PER_THREAD;
-    let (sender, receiver) = mpsc::channel::<(usize, S, Result<(), ErrorKind>)>();
+    let (sender, receiver) =
+        mpsc::channel::<(usize, S, std::thread::Result<Result<(), ErrorKind>>)>();
     let run = &run;
     pool.scope(move |scope| {
         let spawn = |index: usize, mut slot: S| {
             let sender = sender.clone();
             scope.spawn(move |_| {
-                let result = run(&tasks[index], &mut slot);
+                // A panic is caught and sent on like a result: the consumer, waiting for this task's result
+                // while it holds a sender itself, would otherwise wait forever.
+                let result =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| run(&tasks[index], &mut slot)));
                 // The consumer stops listening only after an error; later results are not needed then.
                 let _ = sender.send((index, slot, result));
             });
@@ -110,7 +115,7 @@ fn pipeline<T: Sync, S: Send + Default>(
         let mut next = 0;
         while next < tasks.len() {
             let (index, slot, result) = next_result(&receiver);
-            result?;
+            result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
             finished.insert(index, slot);
             while let Some(slot) = finished.remove(&next) {
                 consume(&tasks[next], &slot)?;
@@ -416,5 +421,29 @@ pub(crate) fn describe(segment: &Segment) -> String {
     match &segment.name {
         Some(name) => format!("tensor {name:?}"),
         None => format!("{:?} segment at offset {}", segment.kind, segment.offset).to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_task_panics_the_pipeline_instead_of_hanging_it() {
+        let pool = pool(2).unwrap().expect("a pool of two threads");
+        let tasks: Vec<usize> = (0..16).collect();
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            pipeline(
+                Some(&pool),
+                &tasks,
+                |_, &task, slot: &mut usize| {
+                    assert_ne!(task, 5, "task 5 fails");
+                    *slot = task;
+                    Ok(())
+                },
+                |_, _| Ok(()),
+            )
+        }));
+        assert!(outcome.is_err());
     }
 }
