@@ -101,8 +101,9 @@ impl ChannelFloat {
     }
 }
 
-/// Splits whole rows of `channels` elements: every stream first in element order (a flat loop the compiler
-/// vectorises), then the grouped ones transposed channel by channel through `scratch`.
+/// Splits whole rows of `channels` elements: every field first in element order (a flat loop the compiler
+/// vectorises), the grouped ones into `scratch`, from where they are transposed channel by channel into their
+/// streams.
 pub(crate) fn split(
     float: ChannelFloat,
     channels: usize,
@@ -110,18 +111,28 @@ pub(crate) fn split(
     streams: &mut [Vec<u8>],
     scratch: &mut Vec<u8>,
 ) {
-    split_fields(float, values, streams);
-    for stream in streams.iter_mut().take(float.grouped_count()) {
-        scratch.clear();
-        scratch.extend_from_slice(stream);
-        let rows = stream.len() / channels;
-        transpose(scratch, rows, channels, stream);
+    let elements = values.len() / float.element_size();
+    if elements == 0 {
+        return;
+    }
+    let staged = crate::chunk::room(scratch, elements * float.grouped_count());
+    let (grouped, flat) = streams.split_at_mut(float.grouped_count());
+    let mut fields: [&mut [u8]; 3] = Default::default();
+    let targets = staged
+        .chunks_exact_mut(elements)
+        .chain(flat.iter_mut().map(|stream| &mut stream[..elements]));
+    for (field, target) in fields.iter_mut().zip(targets) {
+        *field = target;
+    }
+    split_fields(float, values, &mut fields[..float.stream_count()]);
+    for (field, stream) in staged.chunks_exact(elements).zip(grouped) {
+        transpose(field, elements / channels, channels, stream);
     }
 }
 
-/// Splits `values` into one stream per field (each as long as there are elements), in element order.
-pub(crate) fn split_fields(float: ChannelFloat, values: &[u8], streams: &mut [Vec<u8>]) {
-    match (float, streams) {
+/// Splits `values` into one field per stream (each as long as there are elements), in element order.
+pub(crate) fn split_fields(float: ChannelFloat, values: &[u8], fields: &mut [&mut [u8]]) {
+    match (float, fields) {
         (ChannelFloat::Bf16, [exponent, sign, mantissa]) => {
             for (((value, exponent), sign), mantissa) in values
                 .chunks_exact(2)
@@ -161,7 +172,7 @@ pub(crate) fn split_fields(float: ChannelFloat, values: &[u8], streams: &mut [Ve
                 *mantissa = code & mask;
             }
         }
-        (float, streams) => unreachable!("{float:?} has {} streams", streams.len()),
+        (float, fields) => unreachable!("{float:?} has {} fields", fields.len()),
     }
 }
 

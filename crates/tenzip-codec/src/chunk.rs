@@ -100,7 +100,7 @@ fn encode_split(
         let stream = stream_at(index);
         match split.context_of(index) {
             _ if parts > 1 && !stream.is_empty() => {
-                entropy::encode_block_parts(stream, parts, preference, payload)
+                entropy::encode_block_clustered(stream, parts, preference, payload)
             }
             Some(context) => entropy::encode_block_given(
                 stream,
@@ -199,7 +199,7 @@ fn choose_split(layout: Layout, values: &[u8], scratch: &mut Scratch) -> SplitCh
             let histograms = bytewise_stream_histograms(split, byte_histogram, scratch);
             let cost = histograms
                 .iter()
-                .map(|histogram| estimated_block_len(histogram, scale))
+                .map(|histogram| entropy::estimated_block_len(histogram, scale))
                 .sum::<f64>();
             (cost, Some(histograms))
         } else {
@@ -209,10 +209,10 @@ fn choose_split(layout: Layout, values: &[u8], scratch: &mut Scratch) -> SplitCh
                 .iter()
                 .enumerate()
                 .filter(|(_, stream)| !stream.is_empty())
-                .flat_map(|(stream_index, stream)| {
-                    stream.chunks_exact(stream.len() / split.parts(stream_index))
+                .map(|(stream_index, stream)| match split.parts(stream_index) {
+                    1 => entropy::estimated_block_len(&entropy::histogram(stream), scale),
+                    parts => entropy::clusters::estimated_len(stream, parts, scale),
                 })
-                .map(|part| estimated_block_len(&entropy::histogram(part), scale))
                 .sum::<f64>();
             (cost, None)
         };
@@ -253,23 +253,6 @@ fn bytewise_stream_histograms(
 const SAMPLE_LEN: usize = 64 << 10;
 /// ... but at least this many values (rows, for per-channel layouts, whose tables need enough of them).
 const SAMPLE_MIN_VALUES: usize = 512;
-
-/// Bytes an order-0 block of symbols with `histogram`, scaled `scale` times, is expected to take: the entropy, a table, and
-/// the fixed framing of a coded block.
-fn estimated_block_len(histogram: &[u32; 256], scale: f64) -> f64 {
-    let distinct = histogram.iter().filter(|&&count| count > 0).count();
-    entropy::entropy_bytes(histogram) * scale
-        + TABLE_BYTES_PER_SYMBOL * distinct as f64
-        + BLOCK_FRAMING_BYTES
-}
-
-/// Fixed bytes of a coded block beyond its table: the block header (5), the sub-stream lengths (4 for tANS,
-/// 12 for Huffman) and the tANS final states (12), about.
-const BLOCK_FRAMING_BYTES: f64 = 20.0;
-
-/// What a coded table costs per symbol it holds, roughly: a Huffman length is a nibble, a tANS frequency a
-/// varint byte or two.
-const TABLE_BYTES_PER_SYMBOL: f64 = 1.0;
 
 /// How one coded chunk was coded: its split and the mode of each of its streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -500,9 +483,14 @@ mod tests {
 
     #[test]
     fn small_chunks_take_the_split_with_smaller_tables() {
-        // All 256 FP8 codes once each: the whole code needs a 256-symbol table, the fields two of 16, and
-        // the entropies are equal.
-        let small: Vec<u8> = (0..=255u8).collect();
+        // 512 FP8 codes, exponent and mantissa independent: the whole code needs a table of about 100
+        // symbols, the fields two of 16 and 8, and the entropies are equal.
+        let small: Vec<u8> = (0..512usize)
+            .map(|i| {
+                ([7, 7, 7, 7, 8, 8, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2][i % 16] << 3 | (i / 16 % 8))
+                    as u8
+            })
+            .collect();
         assert_eq!(
             choose_split(Layout::F8E4M3, &small, &mut Scratch::default()).index,
             1

@@ -75,8 +75,19 @@ pub enum Error {
         /// The stream's length.
         len: usize,
     },
-    /// A parts or grouped block inside another: their blocks code plain streams only.
-    #[error("{} block inside a parts or grouped block", .0.name())]
+    /// A packed block whose symbol width is not 1 to 7 bits.
+    #[error("packed symbols of {0} bits: the width must be 1 to 7")]
+    PackedWidth(u32),
+    /// A clusters block whose cluster count or assignment of parts is impossible.
+    #[error("{clusters} clusters of {parts} parts: a cluster count above the parts or 256, a part in no cluster, or a cluster with no part")]
+    Clusters {
+        /// The stored cluster count.
+        clusters: usize,
+        /// The stored part count.
+        parts: usize,
+    },
+    /// A parts, grouped or clusters block inside another: their blocks code plain streams only.
+    #[error("{} block inside a parts, grouped or clusters block", .0.name())]
     NestedBlock(crate::entropy::Mode),
     /// A grouped block where the stream has no context to group by.
     #[error("grouped block in a stream that has no context stream")]

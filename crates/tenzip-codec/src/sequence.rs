@@ -25,6 +25,7 @@
 //! stored byte.
 
 use crate::channels::{merge_fields, split_fields, ChannelFloat};
+use crate::entropy::clusters::cluster;
 use crate::entropy::tans::{ContextTables, Frequencies};
 use crate::entropy::{decode_block, encode_block_lz, histogram, take, Preference};
 use crate::Error;
@@ -89,7 +90,13 @@ impl SequenceTables {
                     column
                 })
                 .collect();
-            let (assignment, cluster_histograms) = cluster(&columns, cluster_count(channels));
+            // Clustered as the coding tables will mix them: each takes its share from the whole field.
+            let (assignment, cluster_histograms) = cluster(
+                &columns,
+                cluster_count(channels),
+                1.0 / f64::from(FIELD_SHARE_DENOMINATOR),
+                CLUSTER_ROUNDS,
+            );
             clusters.extend(assignment);
             learned.extend(
                 cluster_histograms
@@ -294,7 +301,11 @@ impl PageScratch {
         for field in &mut self.fields {
             field.resize(elements, 0);
         }
-        split_fields(float, values, &mut self.fields);
+        let mut fields: [&mut [u8]; 3] = Default::default();
+        for (field, stream) in fields.iter_mut().zip(&mut self.fields) {
+            *field = stream;
+        }
+        split_fields(float, values, &mut fields[..float.stream_count()]);
     }
 
     /// Lays the field streams out element by element: the symbol order of a coded page.
@@ -339,105 +350,13 @@ impl PageScratch {
 /// catches nearly all the gain of one per channel; and few tables stay in the L1 cache while a page switches
 /// among them symbol by symbol (one per channel made decoding wait on L2 at every symbol).
 const CHANNEL_CLUSTERS: usize = 16;
-/// Rounds of reassigning channels to the cluster that codes them in the fewest bits.
+
+/// Rounds of reassigning channels to the cluster that codes them in the fewest bits, at most: tables are
+/// learned once per sequence, so rounds are cheap.
 const CLUSTER_ROUNDS: usize = 8;
 
 fn cluster_count(channels: usize) -> usize {
     channels.min(CHANNEL_CLUSTERS)
-}
-
-/// Groups channels (`columns`, the histogram of each) into `count` clusters: seeded by the mean symbol
-/// (channels of one scale have their exponents in one place), then each channel moved to the cluster whose
-/// distribution codes it in the fewest bits, a few rounds. Returns each channel's cluster and each cluster's
-/// histogram (the whole field's for a cluster left empty).
-fn cluster(columns: &[[u32; 256]], count: usize) -> (Vec<u8>, Vec<[u32; 256]>) {
-    let mean = |column: &[u32; 256]| -> f64 {
-        let total: f64 = column.iter().map(|&c| f64::from(c)).sum();
-        column
-            .iter()
-            .enumerate()
-            .map(|(symbol, &c)| symbol as f64 * f64::from(c))
-            .sum::<f64>()
-            / total.max(1.0)
-    };
-    let mut by_mean: Vec<usize> = (0..columns.len()).collect();
-    by_mean.sort_by(|&a, &b| mean(&columns[a]).total_cmp(&mean(&columns[b])));
-    let mut assignment = vec![0u8; columns.len()];
-    for (rank, &channel) in by_mean.iter().enumerate() {
-        assignment[channel] = (rank * count / columns.len()) as u8;
-    }
-    let mut whole_field = [0u32; 256];
-    for column in columns {
-        for (sum, &c) in whole_field.iter_mut().zip(column) {
-            *sum += c;
-        }
-    }
-    let histograms = |assignment: &[u8]| -> Vec<[u32; 256]> {
-        let mut sums = vec![[0u32; 256]; count];
-        for (column, &cluster) in columns.iter().zip(assignment) {
-            for (sum, &c) in sums[usize::from(cluster)].iter_mut().zip(column) {
-                *sum += c;
-            }
-        }
-        sums.iter()
-            .map(|sum| {
-                if sum.iter().any(|&c| c > 0) {
-                    *sum
-                } else {
-                    whole_field
-                }
-            })
-            .collect()
-    };
-    // Each channel's symbols that occur, with their counts: a few dozen of the 256.
-    let occurring: Vec<Vec<(usize, u32)>> = columns
-        .iter()
-        .map(|column| {
-            (0..256)
-                .filter(|&s| column[s] > 0)
-                .map(|s| (s, column[s]))
-                .collect()
-        })
-        .collect();
-    for _ in 0..CLUSTER_ROUNDS {
-        // Bits per symbol under each cluster's distribution, mixed with the field's as the coding tables are.
-        let field_total: f64 = whole_field.iter().map(|&c| f64::from(c)).sum();
-        let costs: Vec<[f64; 256]> = histograms(&assignment)
-            .iter()
-            .map(|histogram| {
-                let total: f64 = histogram.iter().map(|&c| f64::from(c)).sum();
-                std::array::from_fn(|symbol| {
-                    let share = 1.0 / f64::from(FIELD_SHARE_DENOMINATOR);
-                    let p = (1.0 - share) * f64::from(histogram[symbol]) / total
-                        + share * f64::from(whole_field[symbol]) / field_total;
-                    if p > 0.0 {
-                        -p.log2()
-                    } else {
-                        0.0
-                    }
-                })
-            })
-            .collect();
-        let mut moved = false;
-        for (column, slot) in occurring.iter().zip(assignment.iter_mut()) {
-            let bits = |cost: &[f64; 256]| -> f64 {
-                column
-                    .iter()
-                    .map(|&(symbol, c)| f64::from(c) * cost[symbol])
-                    .sum()
-            };
-            let best = (0..count)
-                .min_by(|&a, &b| bits(&costs[a]).total_cmp(&bits(&costs[b])))
-                .expect("at least one cluster") as u8;
-            moved |= best != *slot;
-            *slot = best;
-        }
-        if !moved {
-            break;
-        }
-    }
-    let histograms = histograms(&assignment);
-    (assignment, histograms)
 }
 
 fn gcd(a: usize, b: usize) -> usize {

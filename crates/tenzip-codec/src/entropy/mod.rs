@@ -13,12 +13,16 @@
 //! | 5 `Grouped` | blocks coding the stream grouped by a context stream ([`encode_block_given`]) |
 //! | 6 `Parts` | `u32` part count, then one block per equal part of the stream ([`encode_block_parts`]) |
 //! | 7 `Rans` | interleaved rANS ([`rans`]): tANS's size on long streams, decoded with AVX2 at over twice its speed |
+//! | 8 `Clusters` | equal parts grouped into clusters of alike parts, one block per cluster ([`encode_block_clustered`]) |
+//! | 9 `Packed` | symbols narrower than a byte, stored in as many bits as the widest needs ([`packed`]) |
 //!
 //! Float fields have no repeats for a dictionary coder to find, so they get the order-0 coders only. Plain
 //! byte streams (headers, integer tensors, opaque files) often do repeat, and there DEFLATE beats any
 //! order-0 code many times over.
 //!
-//! A mode must earn its decoding cost: Huffman is used when it saves at least 2% over raw; tANS (on long
+//! A stream that no code shrinks enough is stored: raw, or bit-packed where its symbols are narrower than a
+//! byte (a field of 7, 3 or 2 bits). A mode must earn its decoding cost: Huffman is used when it saves at
+//! least 2% over the stored form; tANS (on long
 //! blocks rANS, the same code with a faster decoder) when it saves at least 0.3% over Huffman, or 2% where
 //! the caller prefers speed ([`Preference`]) (skewed exponent streams, where whole-bit codes lose 1-2%).
 //! Huffman's decoder takes up to three short codes per lookup and then outruns rANS; on long codes it does
@@ -28,8 +32,10 @@
 //! the decoder checks that the body decodes to exactly that many symbols, consuming exactly its bytes.
 
 mod bits;
+pub(crate) mod clusters;
 mod grouped;
 pub mod huffman;
+mod packed;
 pub mod rans;
 pub mod tans;
 
@@ -55,11 +61,15 @@ pub enum Mode {
     Parts = 6,
     /// Interleaved rANS.
     Rans = 7,
+    /// Equal parts in clusters, each cluster its own block.
+    Clusters = 8,
+    /// Symbols narrower than a byte, bit-packed.
+    Packed = 9,
 }
 
 impl Mode {
     /// Every mode, in order of its byte.
-    pub const ALL: [Mode; 8] = [
+    pub const ALL: [Mode; 10] = [
         Mode::Raw,
         Mode::Run,
         Mode::Huffman,
@@ -68,6 +78,8 @@ impl Mode {
         Mode::Grouped,
         Mode::Parts,
         Mode::Rans,
+        Mode::Clusters,
+        Mode::Packed,
     ];
 
     /// A short lowercase name, for reports.
@@ -81,6 +93,8 @@ impl Mode {
             Mode::Grouped => "grouped",
             Mode::Parts => "parts",
             Mode::Rans => "rans",
+            Mode::Clusters => "clusters",
+            Mode::Packed => "packed",
         }
     }
 
@@ -94,6 +108,8 @@ impl Mode {
             5 => Ok(Mode::Grouped),
             6 => Ok(Mode::Parts),
             7 => Ok(Mode::Rans),
+            8 => Ok(Mode::Clusters),
+            9 => Ok(Mode::Packed),
             other => Err(Error::UnknownMode(other)),
         }
     }
@@ -176,26 +192,32 @@ pub fn encode_block_counted(
         write_block(out, Mode::Run, |body| body.push(symbols[0]));
         return;
     }
+    let stored = Stored::for_histogram(histogram, symbols.len());
     if distinct > 1 {
-        let raw_limit = symbols.len() * 98 / 100;
+        let stored_limit = stored.len() * 98 / 100;
         let mut ans = AnsCandidate {
             histogram,
             symbols: symbols.len(),
             preference,
             entropy: entropy_bytes(histogram),
-            raw_limit,
+            stored_limit,
             normalised: None,
         };
         // An unlimited Huffman code's size, a lower bound on the real code's, settles most blocks that ANS
         // takes without the package-merge; the real code is built only where it does not.
         let huffman_bound = huffman::Code::coded_len_at_least(histogram);
-        if huffman_bound < raw_limit {
+        if huffman_bound >= stored_limit {
+            // No Huffman code saves enough (packed symbols of one or two bits, for one): ANS still may.
+            if ans.beats(stored_limit) {
+                return ans.write(symbols, out);
+            }
+        } else {
             if ans.beats(huffman_bound) {
                 return ans.write(symbols, out);
             }
             let code = huffman::Code::from_histogram(histogram);
             let huffman_len = code.coded_len(histogram);
-            if huffman_len < raw_limit {
+            if huffman_len < stored_limit {
                 if ans.beats(huffman_len) {
                     return ans.write(symbols, out);
                 }
@@ -204,7 +226,44 @@ pub fn encode_block_counted(
             }
         }
     }
-    write_block(out, Mode::Raw, |body| body.extend_from_slice(symbols));
+    stored.write(symbols, out);
+}
+
+/// How a stream is stored when no code saves enough: as its bytes, or bit-packed where every symbol is
+/// narrower than a byte. Every code must save 2% against it.
+enum Stored {
+    Raw { len: usize },
+    Packed { bits: u32, len: usize },
+}
+
+impl Stored {
+    fn for_histogram(histogram: &[u32; 256], symbols: usize) -> Stored {
+        match packed::width(histogram) {
+            Some(bits) => Stored::Packed {
+                bits,
+                len: packed::body_len(symbols, bits),
+            },
+            None => Stored::Raw { len: symbols },
+        }
+    }
+
+    /// The body's length.
+    fn len(&self) -> usize {
+        match *self {
+            Stored::Raw { len } | Stored::Packed { len, .. } => len,
+        }
+    }
+
+    fn write(self, symbols: &[u8], out: &mut Vec<u8>) {
+        match self {
+            Stored::Raw { .. } => {
+                write_block(out, Mode::Raw, |body| body.extend_from_slice(symbols))
+            }
+            Stored::Packed { bits, .. } => write_block(out, Mode::Packed, |body| {
+                packed::encode(symbols, bits, body)
+            }),
+        }
+    }
 }
 
 /// tANS (on long blocks rANS) for one stream, weighed against Huffman codes of a given size; its frequencies
@@ -215,8 +274,8 @@ struct AnsCandidate<'a> {
     preference: Preference,
     /// The stream's order-0 entropy, in bytes.
     entropy: f64,
-    /// The size every coder must stay below: 98% of raw.
-    raw_limit: usize,
+    /// The size every coder must stay below: 98% of the stored form.
+    stored_limit: usize,
     /// The frequencies and the size they code the stream in.
     normalised: Option<(tans::Frequencies, usize)>,
 }
@@ -240,7 +299,7 @@ impl AnsCandidate<'_> {
         // whatever the preference.
         let huffman_one_per_lookup = huffman_len * 8 > self.symbols * MULTI_SYMBOL_CODE_BITS;
         let per_mille = self.preference.tans_at_most_per_mille(self.symbols);
-        tans_len < self.raw_limit
+        tans_len < self.stored_limit
             && (tans_len < huffman_len * per_mille / 1000
                 || (rans::pays_for_its_states(tans_len)
                     && huffman_one_per_lookup
@@ -288,6 +347,26 @@ fn looks_incompressible(symbols: &[u8]) -> bool {
     let sampled = symbols.len().div_ceil(SAMPLE_STRIDE) as f64;
     entropy_bytes(&sample) * 8.0 / sampled > 7.9
 }
+
+/// Bytes an order-0 block of symbols with `histogram`, scaled `scale` times, is expected to take: the entropy, a
+/// table, and the fixed framing of a coded block; or the stored form (raw or packed), where that is smaller.
+pub(crate) fn estimated_block_len(histogram: &[u32; 256], scale: f64) -> f64 {
+    let distinct = histogram.iter().filter(|&&count| count > 0).count();
+    let coded = entropy_bytes(histogram) * scale
+        + TABLE_BYTES_PER_SYMBOL * distinct as f64
+        + BLOCK_FRAMING_BYTES;
+    let symbols: f64 = histogram.iter().map(|&count| f64::from(count)).sum::<f64>() * scale;
+    let stored = Stored::for_histogram(histogram, symbols as usize).len() + BLOCK_HEADER_LEN;
+    coded.min(stored as f64)
+}
+
+/// Fixed bytes of a coded block beyond its table: the block header (5), the sub-stream lengths (4 for tANS,
+/// 12 for Huffman) and the tANS final states (12), about.
+const BLOCK_FRAMING_BYTES: f64 = 20.0;
+
+/// What a coded table costs per symbol it holds, roughly: a Huffman length is a nibble, a tANS frequency a
+/// varint byte or two.
+const TABLE_BYTES_PER_SYMBOL: f64 = 1.0;
 
 /// The order-0 entropy of a histogram, in bytes.
 pub(crate) fn entropy_bytes(histogram: &[u32; 256]) -> f64 {
@@ -371,6 +450,19 @@ pub fn encode_block_parts(symbols: &[u8], parts: usize, preference: Preference, 
     });
 }
 
+/// Appends a block coding `symbols` as `parts` equal parts with one code per cluster of alike parts (for a
+/// stream laid out channel by channel, channels of one scale share a table): as many clusters as keep each
+/// long enough for rANS, so one per part only where parts are long, and one for the stream where it is short.
+/// `symbols` must be a non-empty multiple of `parts` long.
+pub fn encode_block_clustered(
+    symbols: &[u8],
+    parts: usize,
+    preference: Preference,
+    out: &mut Vec<u8>,
+) {
+    clusters::encode(symbols, parts, preference, out);
+}
+
 fn write_block(out: &mut Vec<u8>, mode: Mode, write_body: impl FnOnce(&mut Vec<u8>)) {
     let header_at = out.len();
     out.push(mode as u8);
@@ -400,6 +492,10 @@ pub enum Block<'a> {
     Parts(&'a [u8]),
     /// An interleaved rANS body.
     Rans(&'a [u8]),
+    /// Parts in clusters, one block per cluster.
+    Clusters(&'a [u8]),
+    /// Bit-packed narrow symbols.
+    Packed(&'a [u8]),
 }
 
 impl<'a> Block<'a> {
@@ -414,6 +510,8 @@ impl<'a> Block<'a> {
             Block::Grouped(_) => Mode::Grouped,
             Block::Parts(_) => Mode::Parts,
             Block::Rans(_) => Mode::Rans,
+            Block::Clusters(_) => Mode::Clusters,
+            Block::Packed(_) => Mode::Packed,
         }
     }
 
@@ -440,6 +538,8 @@ impl<'a> Block<'a> {
             Mode::Grouped => Block::Grouped(body),
             Mode::Parts => Block::Parts(body),
             Mode::Rans => Block::Rans(body),
+            Mode::Clusters => Block::Clusters(body),
+            Mode::Packed => Block::Packed(body),
         };
         Ok((block, BLOCK_HEADER_LEN + body_len))
     }
@@ -461,7 +561,9 @@ impl<'a> Block<'a> {
     /// payload nesting parts in parts would otherwise recurse as deep as it is long.
     pub(crate) fn decode_nested(&self, out: &mut [u8]) -> Result<(), Error> {
         match self {
-            Block::Parts(_) | Block::Grouped(_) => Err(Error::NestedBlock(self.mode())),
+            Block::Parts(_) | Block::Grouped(_) | Block::Clusters(_) => {
+                Err(Error::NestedBlock(self.mode()))
+            }
             _ => self.decode_into(out),
         }
     }
@@ -472,6 +574,8 @@ impl<'a> Block<'a> {
         match *self {
             Block::Grouped(_) => return Err(Error::UnexpectedGrouping),
             Block::Parts(body) => decode_parts(body, out)?,
+            Block::Clusters(body) => clusters::decode(body, out)?,
+            Block::Packed(body) => packed::decode(body, out)?,
             Block::Raw(bytes) if bytes.len() == out.len() => out.copy_from_slice(bytes),
             Block::Raw(bytes) => {
                 return Err(Error::RawLength {
@@ -746,8 +850,8 @@ mod tests {
             Err(Error::Truncated { .. })
         ));
         assert_eq!(
-            decode_block(&[9, 0, 0, 0, 0], &mut out),
-            Err(Error::UnknownMode(9))
+            decode_block(&[10, 0, 0, 0, 0], &mut out),
+            Err(Error::UnknownMode(10))
         );
         assert_eq!(
             decode_block(&[0, 2, 0, 0, 0, 1, 2], &mut out),
