@@ -44,6 +44,18 @@ pub fn ans_decode(data: &[u8]) {
     assert_eq!(vector, portable);
 }
 
+/// Any bytes as a stream block of every mode, for the symbol count its first three bytes give (up to 16 M,
+/// enough for a clusters block): an error or exactly that many symbols, never a panic.
+pub fn block_decode(data: &[u8]) {
+    let [a, b, c, block @ ..] = data else {
+        return;
+    };
+    let len = u32::from_le_bytes([*a, *b, *c, 0]) as usize;
+    if let Ok(used) = tenzip_codec::entropy::decode_block(block, &mut vec![0; len]) {
+        assert!(used <= block.len());
+    }
+}
+
 /// The rANS encoders on any symbols with at least two distinct values, at a table size the selector picks:
 /// the AVX2 encoder writes the same body as the portable one, and it decodes back to the symbols.
 pub fn ans_encode(data: &[u8]) {

@@ -32,6 +32,11 @@ fn gguf_header() {
 }
 
 #[test]
+fn block_decode() {
+    replay("block_decode", checks::block_decode);
+}
+
+#[test]
 fn ans_decode() {
     replay("ans_decode", checks::ans_decode);
 }

@@ -494,6 +494,31 @@ mod tests {
         round_trip(&symbols[..8192], 1);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Any mix of families over any number of parts, long enough for several clusters or not.
+        #[test]
+        fn any_parts_round_trip(
+            parts in 1usize..80,
+            part_len in 1usize..6000,
+            family_of in proptest::collection::vec(0usize..5, 80),
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let shapes: [&[u32]; 5] = [
+                &[50, 30, 15, 5],
+                &[0, 0, 0, 5, 15, 30, 50],
+                &[1; 40],
+                &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 90, 10],
+                &[1; 256],
+            ];
+            let symbols: Vec<u8> = (0..parts)
+                .flat_map(|part| weighted(shapes[family_of[part]], part_len, seed + part as u64))
+                .collect();
+            round_trip(&symbols, parts);
+        }
+    }
+
     #[test]
     fn corrupt_cluster_headers_are_errors() {
         let families_of: [&[u32]; 2] = [&[50, 30, 15, 5], &[0, 0, 0, 5, 15, 30, 50]];
