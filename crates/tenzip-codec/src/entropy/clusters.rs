@@ -53,11 +53,12 @@ impl Grouping {
     /// [`MIN_CLUSTER_SYMBOLS`] (or [`MAX_CLUSTERS`]), and one per part where parts are that long, each
     /// priced by [`weighed_len`]; the smallest within [`SIZE_TOLERANCE`] of the best is taken.
     pub(crate) fn of(parts: &[[u32; 256]], scale: f64) -> Grouping {
-        let symbols: f64 = parts
+        // Integer sums: they vectorise, where a chain of float additions waits on each one.
+        let symbols = parts
             .iter()
             .flatten()
-            .map(|&count| f64::from(count))
-            .sum::<f64>()
+            .map(|&count| u64::from(count))
+            .sum::<u64>() as f64
             * scale;
         let most =
             ((symbols / MIN_CLUSTER_SYMBOLS) as usize).clamp(1, parts.len().min(MAX_CLUSTERS));
@@ -164,13 +165,13 @@ fn weighed_len(histograms: &[[u32; 256]], scale: f64) -> f64 {
 /// Column indices in order of their mean symbol: channels of one scale have their exponents in one place.
 fn by_mean(columns: &[[u32; 256]]) -> Vec<usize> {
     let mean = |column: &[u32; 256]| -> f64 {
-        let total: f64 = column.iter().map(|&c| f64::from(c)).sum();
-        column
-            .iter()
-            .enumerate()
-            .map(|(symbol, &c)| symbol as f64 * f64::from(c))
-            .sum::<f64>()
-            / total.max(1.0)
+        // Integer sums, as above.
+        let total: u64 = column.iter().map(|&c| u64::from(c)).sum();
+        let weighted: u64 = (0u64..)
+            .zip(column)
+            .map(|(symbol, &c)| symbol * u64::from(c))
+            .sum();
+        weighted as f64 / total.max(1) as f64
     };
     let means: Vec<f64> = columns.iter().map(mean).collect();
     let mut order: Vec<usize> = (0..columns.len()).collect();
@@ -295,6 +296,8 @@ thread_local! {
     /// Each thread's room for one cluster's parts side by side: gathered before coding, decoded before they
     /// are scattered. It grows and never shrinks: a fresh buffer per block would be first-touched every time.
     static CLUSTER_ROOM: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Each thread's histograms of the parts of a stream, 1 KiB a part, kept for the same reason.
+    static PART_HISTOGRAMS: RefCell<Vec<[u32; 256]>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Appends a block coding `symbols`, `parts` equal non-empty parts, with one code per cluster of alike parts
@@ -306,32 +309,34 @@ pub(crate) fn encode(symbols: &[u8], parts: usize, preference: Preference, out: 
         "whole, non-empty parts"
     );
     let part_len = symbols.len() / parts;
-    let part_histograms = part_histograms(symbols, parts);
-    let grouping = Grouping::of(&part_histograms, 1.0);
-    match grouping.cluster_count() {
-        1 => return encode_block_counted(symbols, &grouping.histograms[0], preference, out),
-        count if count == parts => return encode_block_parts(symbols, parts, preference, out),
-        _ => {}
-    }
-    let grouping = grouping.refine(&part_histograms);
-    let parts_u32 = u32::try_from(parts).expect("fewer than 2^32 parts");
-    let clusters_u16 = grouping.cluster_count() as u16;
-    super::write_block(out, super::Mode::Clusters, |body| {
-        body.extend_from_slice(&parts_u32.to_le_bytes());
-        body.extend_from_slice(&clusters_u16.to_le_bytes());
-        body.extend_from_slice(&grouping.assignment);
-        CLUSTER_ROOM.with_borrow_mut(|room| {
-            for (cluster, histogram) in grouping.histograms.iter().enumerate() {
-                room.clear();
-                for (part, _) in symbols
-                    .chunks_exact(part_len)
-                    .zip(&grouping.assignment)
-                    .filter(|(_, &of)| usize::from(of) == cluster)
-                {
-                    room.extend_from_slice(part);
+    PART_HISTOGRAMS.with_borrow_mut(|part_histograms| {
+        count_parts(symbols, parts, part_histograms);
+        let grouping = Grouping::of(part_histograms, 1.0);
+        match grouping.cluster_count() {
+            1 => return encode_block_counted(symbols, &grouping.histograms[0], preference, out),
+            count if count == parts => return encode_block_parts(symbols, parts, preference, out),
+            _ => {}
+        }
+        let grouping = grouping.refine(part_histograms);
+        let parts_u32 = u32::try_from(parts).expect("fewer than 2^32 parts");
+        let clusters_u16 = grouping.cluster_count() as u16;
+        super::write_block(out, super::Mode::Clusters, |body| {
+            body.extend_from_slice(&parts_u32.to_le_bytes());
+            body.extend_from_slice(&clusters_u16.to_le_bytes());
+            body.extend_from_slice(&grouping.assignment);
+            CLUSTER_ROOM.with_borrow_mut(|room| {
+                for (cluster, histogram) in grouping.histograms.iter().enumerate() {
+                    room.clear();
+                    for (part, _) in symbols
+                        .chunks_exact(part_len)
+                        .zip(&grouping.assignment)
+                        .filter(|(_, &of)| usize::from(of) == cluster)
+                    {
+                        room.extend_from_slice(part);
+                    }
+                    encode_block_counted(room, histogram, preference, body);
                 }
-                encode_block_counted(room, histogram, preference, body);
-            }
+            });
         });
     });
 }
@@ -339,14 +344,52 @@ pub(crate) fn encode(symbols: &[u8], parts: usize, preference: Preference, out: 
 /// The estimated coded size of `symbols`, `parts` equal parts of a stream `scale` times as long, grouped as
 /// [`encode`] groups them before it refines the clusters.
 pub(crate) fn estimated_len(symbols: &[u8], parts: usize, scale: f64) -> f64 {
-    Grouping::of(&part_histograms(symbols, parts), scale).estimated_len(scale)
+    PART_HISTOGRAMS.with_borrow_mut(|part_histograms| {
+        count_parts(symbols, parts, part_histograms);
+        Grouping::of(part_histograms, scale).estimated_len(scale)
+    })
 }
 
-fn part_histograms(symbols: &[u8], parts: usize) -> Vec<[u32; 256]> {
-    symbols
-        .chunks_exact(symbols.len() / parts)
-        .map(super::histogram)
-        .collect()
+/// Counts the histogram of each of `parts` equal parts of `symbols` into `histograms`, four parts at a time:
+/// four tables that never wait on one another's increments, each part's whole histogram (counting one part
+/// into four tables and summing them, as [`super::histogram`] does, costs more than counting on parts of a
+/// few thousand symbols).
+fn count_parts(symbols: &[u8], parts: usize, histograms: &mut Vec<[u32; 256]>) {
+    histograms.clear();
+    histograms.resize(parts, [0; 256]);
+    let part_len = symbols.len() / parts;
+    // Bits (signs, split from their values): each part's ones are its sum, which vectorises.
+    if symbols.iter().fold(0u8, |widest, &symbol| widest | symbol) <= 1 {
+        for (histogram, part) in histograms.iter_mut().zip(symbols.chunks_exact(part_len)) {
+            let ones = part.iter().map(|&bit| u32::from(bit)).sum::<u32>();
+            histogram[1] = ones;
+            histogram[0] = part_len as u32 - ones;
+        }
+        return;
+    }
+    let mut quads = histograms.chunks_exact_mut(4);
+    for (quad, block) in (&mut quads).zip(symbols.chunks_exact(4 * part_len)) {
+        let [first, second, third, fourth] = quad else {
+            unreachable!("chunks of four")
+        };
+        let (a, rest) = block.split_at(part_len);
+        let (b, rest) = rest.split_at(part_len);
+        let (c, d) = rest.split_at(part_len);
+        for (((&a, &b), &c), &d) in a.iter().zip(b).zip(c).zip(d) {
+            first[usize::from(a)] += 1;
+            second[usize::from(b)] += 1;
+            third[usize::from(c)] += 1;
+            fourth[usize::from(d)] += 1;
+        }
+    }
+    let counted = parts / 4 * 4;
+    for (histogram, part) in quads
+        .into_remainder()
+        .iter_mut()
+        .zip(symbols[counted * part_len..].chunks_exact(part_len))
+    {
+        *histogram = super::histogram(part);
+    }
 }
 
 /// Decodes a clusters body into `out`, the whole stream.
@@ -443,10 +486,8 @@ mod tests {
     fn alike_parts_share_a_cluster() {
         let low: &[u32] = &[50, 30, 15, 5];
         let high: &[u32] = &[0, 0, 0, 0, 0, 0, 0, 0, 5, 15, 30, 50];
-        let histograms: Vec<[u32; 256]> = families(12, 4096, &[low, high], 1)
-            .chunks_exact(4096)
-            .map(super::super::histogram)
-            .collect();
+        let mut histograms = Vec::new();
+        count_parts(&families(12, 4096, &[low, high], 1), 12, &mut histograms);
         let (assignment, _) = cluster(&histograms, 2, FIELD_SHARE, 8);
         for (part, &cluster) in assignment.iter().enumerate() {
             assert_eq!(cluster, assignment[part % 2], "part {part}");
@@ -459,10 +500,13 @@ mod tests {
         let low: &[u32] = &[50, 30, 15, 5];
         let high: &[u32] = &[0, 0, 0, 0, 0, 0, 0, 0, 5, 15, 30, 50];
         let histograms = |parts, part_len| -> Vec<[u32; 256]> {
-            families(parts, part_len, &[low, high], 2)
-                .chunks_exact(part_len)
-                .map(super::super::histogram)
-                .collect()
+            let mut histograms = Vec::new();
+            count_parts(
+                &families(parts, part_len, &[low, high], 2),
+                parts,
+                &mut histograms,
+            );
+            histograms
         };
         // A few KB in all: one table pays for the whole stream.
         assert_eq!(Grouping::of(&histograms(8, 1024), 1.0).cluster_count(), 1);

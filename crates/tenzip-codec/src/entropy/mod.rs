@@ -173,9 +173,8 @@ pub fn histogram(symbols: &[u8]) -> [u32; 256] {
 
 /// Appends the smallest block coding `symbols` to `out`. Streams must hold fewer than 2^32 symbols.
 pub fn encode_block(symbols: &[u8], preference: Preference, out: &mut Vec<u8>) {
-    if looks_incompressible(symbols) {
-        write_block(out, Mode::Raw, |body| body.extend_from_slice(symbols));
-        return;
+    if let Some(stored) = stored_if_incompressible(symbols) {
+        return stored.write(symbols, out);
     }
     encode_block_counted(symbols, &histogram(symbols), preference, out);
 }
@@ -238,12 +237,19 @@ enum Stored {
 
 impl Stored {
     fn for_histogram(histogram: &[u32; 256], symbols: usize) -> Stored {
-        match packed::width(histogram) {
-            Some(bits) => Stored::Packed {
+        Stored::of_width(packed::width(histogram), symbols)
+    }
+
+    /// The stored form of `symbols` symbols of `bits` bits each, at most 8 (raw for none: a packed body
+    /// would still hold its width).
+    fn of_width(bits: u32, symbols: usize) -> Stored {
+        match bits {
+            _ if symbols == 0 => Stored::Raw { len: 0 },
+            8 => Stored::Raw { len: symbols },
+            bits => Stored::Packed {
                 bits,
                 len: packed::body_len(symbols, bits),
             },
-            None => Stored::Raw { len: symbols },
         }
     }
 
@@ -332,21 +338,30 @@ const SAMPLED_STREAM_LEN: usize = 1 << 16;
 /// Every this-many-th symbol is sampled.
 const SAMPLE_STRIDE: usize = 8;
 
-/// Whether a sample of a long stream shows it too close to uniform for any order-0 code to save the 2%
-/// that Huffman must save (low mantissa bits are). Skips the full histogram of such streams, which is a
-/// sizeable share of compression time. A sample of 8K symbols or more estimates the entropy of a byte
-/// stream to within a few thousandths of a bit, far inside the margin.
-fn looks_incompressible(symbols: &[u8]) -> bool {
+/// The stored form of a long stream whose sample shows it too close to uniform, within its width, for any
+/// order-0 code to save the 2% that Huffman must save (low mantissa bits; a 7-bit mantissa field, whose 6.96
+/// bits of entropy a code would save 0.5% on). Skips the full histogram of such streams, which is a sizeable
+/// share of compression time; the width is of every symbol, from one OR over the stream, a fraction of a
+/// histogram's cost. A sample of 8K symbols or more estimates the entropy of a byte stream to within a few
+/// thousandths of a bit, far inside the margin.
+fn stored_if_incompressible(symbols: &[u8]) -> Option<Stored> {
     if symbols.len() < SAMPLED_STREAM_LEN {
-        return false;
+        return None;
     }
+    let widest = symbols.iter().fold(0u8, |widest, &symbol| widest | symbol);
+    let bits = (u8::BITS - widest.leading_zeros()).max(1);
     let mut sample = [0u32; 256];
     for &symbol in symbols.iter().step_by(SAMPLE_STRIDE) {
         sample[usize::from(symbol)] += 1;
     }
     let sampled = symbols.len().div_ceil(SAMPLE_STRIDE) as f64;
-    entropy_bytes(&sample) * 8.0 / sampled > 7.9
+    let bits_per_symbol = entropy_bytes(&sample) * 8.0 / sampled;
+    (bits_per_symbol > f64::from(bits) * INCOMPRESSIBLE_SHARE)
+        .then(|| Stored::of_width(bits, symbols.len()))
 }
+
+/// A sampled entropy above this share of the symbols' width (7.9 bits of 8) leaves no order-0 code 2% to save.
+const INCOMPRESSIBLE_SHARE: f64 = 0.9875;
 
 /// Bytes an order-0 block of symbols with `histogram`, scaled `scale` times, is expected to take: the entropy, a
 /// table, and the fixed framing of a coded block; or the stored form (raw or packed), where that is smaller.
@@ -836,10 +851,21 @@ mod tests {
                 (state >> 56) as u8
             })
             .collect();
-        assert!(looks_incompressible(&noise));
+        assert!(matches!(
+            stored_if_incompressible(&noise),
+            Some(Stored::Raw { .. })
+        ));
         assert_eq!(round_trip(&noise)[0], Mode::Raw as u8);
-        let skewed: Vec<u8> = noise.iter().map(|&b| b & 0x0f).collect();
-        assert!(!looks_incompressible(&skewed));
+        // Four uniform bits: stored packed, as uniform as bytes within their width.
+        let nibbles: Vec<u8> = noise.iter().map(|&b| b & 0x0f).collect();
+        assert!(matches!(
+            stored_if_incompressible(&nibbles),
+            Some(Stored::Packed { bits: 4, .. })
+        ));
+        assert_eq!(round_trip(&nibbles)[0], Mode::Packed as u8);
+        // Four bits, skewed: coded.
+        let skewed: Vec<u8> = noise.iter().map(|&b| (b & 0x0f).min(b >> 4)).collect();
+        assert!(stored_if_incompressible(&skewed).is_none());
     }
 
     #[test]

@@ -17,11 +17,10 @@ pub(crate) fn body_len(symbols: usize, bits: u32) -> usize {
     1 + (symbols * bits as usize).div_ceil(8)
 }
 
-/// The width of the widest symbol counted in `histogram`, where it is narrower than a byte.
-pub(crate) fn width(histogram: &[u32; 256]) -> Option<u32> {
-    let widest = histogram.iter().rposition(|&count| count > 0)?;
-    let bits = usize::BITS - widest.leading_zeros();
-    (bits < 8).then_some(bits.max(1))
+/// The width of the widest symbol counted in `histogram`: 1 to 8 bits.
+pub(crate) fn width(histogram: &[u32; 256]) -> u32 {
+    let widest = histogram.iter().rposition(|&count| count > 0).unwrap_or(0);
+    (usize::BITS - widest.leading_zeros()).max(1)
 }
 
 /// Appends the body of `symbols`, each below `2^bits`, packed at `bits` each.
@@ -29,25 +28,22 @@ pub(crate) fn encode(symbols: &[u8], bits: u32, out: &mut Vec<u8>) {
     debug_assert!((1..8).contains(&bits));
     debug_assert!(symbols.iter().all(|&symbol| u32::from(symbol) >> bits == 0));
     out.push(bits as u8);
-    let start = out.len();
-    let len = body_len(symbols.len(), bits) - 1;
-    // Each group of eight symbols is stored as a whole 8-byte word at its place (a fixed-size store, where
-    // `bits` bytes would be a call to memcpy); the next group's word overwrites the zero bytes past it.
-    out.resize(start + len + 8, 0);
-    let packed = &mut out[start..];
+    let len = out.len() + body_len(symbols.len(), bits) - 1;
+    out.reserve(len + 8 - out.len());
+    // Each group of eight symbols is appended as a whole 8-byte word (a fixed-size copy, where `bits` bytes
+    // would be a call to memcpy), then cut back to its `bits` bytes.
     let word = |group: &[u8]| {
         group.iter().enumerate().fold(0u64, |word, (i, &symbol)| {
             word | u64::from(symbol) << (i as u32 * bits)
         })
     };
-    let step = bits as usize;
     let mut groups = symbols.chunks_exact(8);
-    for (index, group) in (&mut groups).enumerate() {
-        packed[index * step..][..8].copy_from_slice(&word(group).to_le_bytes());
+    for group in &mut groups {
+        out.extend_from_slice(&word(group).to_le_bytes());
+        out.truncate(out.len() - 8 + bits as usize);
     }
-    let whole = symbols.len() / 8;
-    packed[whole * step..][..8].copy_from_slice(&word(groups.remainder()).to_le_bytes());
-    out.truncate(start + len);
+    out.extend_from_slice(&word(groups.remainder()).to_le_bytes());
+    out.truncate(len);
 }
 
 /// Decodes a packed body into `out`, every symbol of the stream.
@@ -149,15 +145,15 @@ mod tests {
     fn the_width_is_the_widest_symbol() {
         let mut histogram = [0u32; 256];
         histogram[0] = 5;
-        assert_eq!(width(&histogram), Some(1));
+        assert_eq!(width(&histogram), 1);
         histogram[1] = 5;
-        assert_eq!(width(&histogram), Some(1));
+        assert_eq!(width(&histogram), 1);
         histogram[3] = 5;
-        assert_eq!(width(&histogram), Some(2));
+        assert_eq!(width(&histogram), 2);
         histogram[127] = 1;
-        assert_eq!(width(&histogram), Some(7));
+        assert_eq!(width(&histogram), 7);
         histogram[128] = 1;
-        assert_eq!(width(&histogram), None);
+        assert_eq!(width(&histogram), 8);
     }
 
     #[test]
