@@ -176,7 +176,11 @@ pub(crate) fn split_fields(float: ChannelFloat, values: &[u8], fields: &mut [&mu
     }
 }
 
-/// Inverse of [`split`]: the grouped streams transposed back through `scratch`, then a flat merge.
+/// Inverse of [`split`], a band of [`TILE`] rows at a time: the band of each grouped stream transposed back
+/// into `scratch` (tile by tile), then the band's values merged in element order with the flat streams into
+/// `out`. A band is a few tens of KB, so what is transposed is still in the cache when it is merged; whole
+/// transposed streams (several MB a chunk) were written to memory and read back, which held two threads to
+/// the speed of one.
 pub(crate) fn merge(
     float: ChannelFloat,
     channels: usize,
@@ -184,20 +188,49 @@ pub(crate) fn merge(
     out: &mut [u8],
     scratch: &mut Vec<u8>,
 ) {
-    let elements = out.len() / float.element_size();
-    let rows = elements / channels;
-    let transposed = crate::chunk::room(scratch, elements * float.grouped_count());
-    let (first, second) = transposed.split_at_mut(elements);
-    transpose(streams[0], channels, rows, first);
-    let mut fields: [&[u8]; 3] = [first, &[], &[]];
-    for (stream, field) in streams.iter().zip(&mut fields).skip(1) {
-        *field = stream;
+    let element_size = float.element_size();
+    let rows = out.len() / element_size / channels;
+    let grouped = float.grouped_count();
+    let band_len = TILE * channels;
+    let bands = crate::chunk::room(scratch, grouped * band_len);
+    let mut tile = [[0u8; TILE]; TILE];
+    for row_start in (0..rows).step_by(TILE) {
+        let height = TILE.min(rows - row_start);
+        for (band, stream) in bands.chunks_exact_mut(band_len).zip(streams) {
+            // The grouped streams list channel by channel: a tile is `width` channels of `height` rows.
+            for column_start in (0..channels).step_by(TILE) {
+                let width = TILE.min(channels - column_start);
+                transpose_tile(
+                    stream,
+                    rows,
+                    column_start,
+                    row_start,
+                    width,
+                    height,
+                    &mut tile,
+                );
+                for (row, transposed) in tile.iter().take(height).enumerate() {
+                    band[row * channels + column_start..][..width]
+                        .copy_from_slice(&transposed[..width]);
+                }
+            }
+        }
+        let first = row_start * channels;
+        let len = height * channels;
+        let mut fields: [&[u8]; 3] = [&[]; 3];
+        for (field, stream) in fields.iter_mut().zip(streams) {
+            *field = &stream[first..first + len];
+        }
+        for (field, band) in fields
+            .iter_mut()
+            .zip(bands.chunks_exact(band_len))
+            .take(grouped)
+        {
+            *field = &band[..len];
+        }
+        let target = &mut out[first * element_size..(first + len) * element_size];
+        merge_fields(float, &fields[..float.stream_count()], target);
     }
-    if float.grouped_count() == 2 {
-        transpose(streams[1], channels, rows, second);
-        fields[1] = second;
-    }
-    merge_fields(float, &fields[..float.stream_count()], out);
 }
 
 /// Inverse of [`split_fields`].
@@ -250,39 +283,63 @@ const BLOCK: usize = 16;
 
 /// Writes the `rows` x `columns` byte matrix `source` (row by row) into `target` column by column.
 fn transpose(source: &[u8], rows: usize, columns: usize, target: &mut [u8]) {
-    let mut tile = [[0u8; TILE]; TILE];
     let mut transposed = [[0u8; TILE]; TILE];
     for row_start in (0..rows).step_by(TILE) {
         let height = TILE.min(rows - row_start);
         for column_start in (0..columns).step_by(TILE) {
             let width = TILE.min(columns - column_start);
-            for (row, tile_row) in (row_start..row_start + height).zip(tile.iter_mut()) {
-                let segment = &source[row * columns + column_start..][..width];
-                match <&[u8; TILE]>::try_from(segment) {
-                    // A fixed-size copy is a few vector moves; a variable one calls memcpy.
-                    Ok(whole) => *tile_row = *whole,
-                    Err(_) => tile_row[..width].copy_from_slice(segment),
-                }
-            }
-            // Whole blocks (on a ragged tile, the bytes past its edge are stale and never copied out).
-            for block_row in (0..height).step_by(BLOCK) {
-                for block_column in (0..width).step_by(BLOCK) {
-                    let block = std::array::from_fn(|i| {
-                        let segment = &tile[block_row + i][block_column..][..BLOCK];
-                        segment.try_into().expect("a block row")
-                    });
-                    for (j, block_row_out) in transpose_block(block).iter().enumerate() {
-                        transposed[block_column + j][block_row..][..BLOCK]
-                            .copy_from_slice(block_row_out);
-                    }
-                }
-            }
+            transpose_tile(
+                source,
+                columns,
+                row_start,
+                column_start,
+                height,
+                width,
+                &mut transposed,
+            );
             for (column, transposed_row) in (column_start..column_start + width).zip(&transposed) {
                 let segment = &mut target[column * rows + row_start..][..height];
                 match <&mut [u8; TILE]>::try_from(&mut *segment) {
                     Ok(whole) => *whole = *transposed_row,
                     Err(_) => segment.copy_from_slice(&transposed_row[..height]),
                 }
+            }
+        }
+    }
+}
+
+/// Writes the tile of `height` rows from `row_start` and `width` columns from `column_start` of the byte matrix
+/// `source` of `columns` columns into `transposed`, transposed: its row `j` is column `column_start + j`, the
+/// first `height` bytes valid (past a ragged edge the bytes are stale). An out-parameter, not a returned
+/// array: returned, the 4 KiB tile was copied once more.
+#[allow(clippy::too_many_arguments)]
+fn transpose_tile(
+    source: &[u8],
+    columns: usize,
+    row_start: usize,
+    column_start: usize,
+    height: usize,
+    width: usize,
+    transposed: &mut [[u8; TILE]; TILE],
+) {
+    let mut tile = [[0u8; TILE]; TILE];
+    for (row, tile_row) in (row_start..row_start + height).zip(tile.iter_mut()) {
+        let segment = &source[row * columns + column_start..][..width];
+        match <&[u8; TILE]>::try_from(segment) {
+            // A fixed-size copy is a few vector moves; a variable one calls memcpy.
+            Ok(whole) => *tile_row = *whole,
+            Err(_) => tile_row[..width].copy_from_slice(segment),
+        }
+    }
+    // Whole blocks (on a ragged tile, the bytes past its edge are stale and never used).
+    for block_row in (0..height).step_by(BLOCK) {
+        for block_column in (0..width).step_by(BLOCK) {
+            let block = std::array::from_fn(|i| {
+                let segment = &tile[block_row + i][block_column..][..BLOCK];
+                segment.try_into().expect("a block row")
+            });
+            for (j, block_row_out) in transpose_block(block).iter().enumerate() {
+                transposed[block_column + j][block_row..][..BLOCK].copy_from_slice(block_row_out);
             }
         }
     }
