@@ -153,7 +153,9 @@ fn weighed_len(histograms: &[[u32; 256]], scale: f64) -> f64 {
         .iter()
         .map(|histogram| {
             let len = estimated_block_len(histogram, scale);
-            if rans::pays_for_its_states(len as usize) {
+            let symbols =
+                histogram.iter().map(|&count| u64::from(count)).sum::<u64>() as f64 * scale;
+            if rans::pays_for_its_states(len as usize, symbols as usize) {
                 len
             } else {
                 len * TANS_SPEED_PENALTY

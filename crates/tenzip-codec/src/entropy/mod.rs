@@ -307,7 +307,7 @@ impl AnsCandidate<'_> {
         let per_mille = self.preference.tans_at_most_per_mille(self.symbols);
         tans_len < self.stored_limit
             && (tans_len < huffman_len * per_mille / 1000
-                || (rans::pays_for_its_states(tans_len)
+                || (rans::pays_for_its_states(tans_len, self.symbols)
                     && huffman_one_per_lookup
                     && tans_len < huffman_len))
     }
@@ -316,7 +316,7 @@ impl AnsCandidate<'_> {
     /// decodes faster, and its states cost little on a long stream.
     fn write(self, symbols: &[u8], out: &mut Vec<u8>) {
         let (frequencies, tans_len) = self.normalised.expect("beats() normalised the frequencies");
-        if rans::pays_for_its_states(tans_len) {
+        if rans::pays_for_its_states(tans_len, self.symbols) {
             write_block(out, Mode::Rans, |body| {
                 rans::encode(symbols, &frequencies, body)
             });

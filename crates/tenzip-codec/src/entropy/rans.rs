@@ -36,13 +36,18 @@ const LOWER: u32 = 1 << 16;
 /// Decoding tables have room for the finest frequency table, so that masked slots need no bounds check.
 const TABLE_SIZE: usize = 1 << super::tans::MAX_TABLE_LOG;
 
-/// Whether a block that tANS would code in `tans_len` bytes is worth coding with rANS instead: the same bits,
-/// but its states take `4 * LANES` bytes against tANS's 15, which must cost at most 1% of the block. (At 0.2%,
-/// MiniLM's 384 x 384 BF16 tensors kept tANS, which decodes at half rANS's speed and now encodes slower too:
-/// at 1% the file restores 20% faster for 5 KB more in 30 MB.)
-pub fn pays_for_its_states(tans_len: usize) -> bool {
-    tans_len >= 100 * 4 * LANES
+/// Whether a block of `symbols` that tANS would code in `tans_len` bytes is worth coding with rANS instead:
+/// the same bits, but its states take `4 * LANES` bytes against tANS's 15. They must cost at most 1% of the
+/// block (at 0.2%, MiniLM's 384 x 384 BF16 tensors kept tANS, which decodes at half rANS's speed and now
+/// encodes slower too: at 1% the file restores 20% faster for 5 KB more in 30 MB), or the block must hold
+/// at least [`MANY_SYMBOLS`]: skewed streams (per-channel signs: 143K symbols in 1.8 KB) code in few bytes
+/// but decode symbol by symbol, and there rANS saves more time than 1% of a 12,800-byte block does.
+pub fn pays_for_its_states(tans_len: usize, symbols: usize) -> bool {
+    tans_len >= 100 * 4 * LANES || symbols >= MANY_SYMBOLS
 }
+
+/// See [`pays_for_its_states`]: 32K symbols decode at least 20 us faster with rANS than with tANS.
+const MANY_SYMBOLS: usize = 1 << 15;
 
 /// How the encoder codes one symbol of count `f` and cumulative count `cum` (with `2^log` the table size):
 /// a state `x` (below `limit`) becomes `(x / f) << log | x % f` plus `cum`, which is `x + (x / f) * (2^log -
