@@ -134,31 +134,26 @@ pub(crate) fn split(
 pub(crate) fn split_fields(float: ChannelFloat, values: &[u8], fields: &mut [&mut [u8]]) {
     match (float, fields) {
         (ChannelFloat::Bf16, [exponent, sign, mantissa]) => {
-            for (((value, exponent), sign), mantissa) in values
-                .chunks_exact(2)
-                .zip(exponent.iter_mut())
-                .zip(sign.iter_mut())
-                .zip(mantissa.iter_mut())
-            {
-                // Whole 16-bit values, which the compiler vectorises; byte by byte it did not.
-                let bits = u16::from_le_bytes([value[0], value[1]]);
-                *exponent = (bits >> 7) as u8;
-                *sign = (bits >> 15) as u8;
-                *mantissa = bits as u8 & 0x7f;
-            }
+            split_pairs(values, [exponent, sign, mantissa], |low, high| {
+                [
+                    std::array::from_fn(|j| high[j] << 1 | low[j] >> 7),
+                    std::array::from_fn(|j| high[j] >> 7),
+                    std::array::from_fn(|j| low[j] & 0x7f),
+                ]
+            })
         }
         (ChannelFloat::F16, [sign_exponent, high_mantissa, low_mantissa]) => {
-            for (((value, sign_exponent), high_mantissa), low_mantissa) in values
-                .chunks_exact(2)
-                .zip(sign_exponent.iter_mut())
-                .zip(high_mantissa.iter_mut())
-                .zip(low_mantissa.iter_mut())
-            {
-                let bits = u16::from_le_bytes([value[0], value[1]]);
-                *sign_exponent = (bits >> 10) as u8;
-                *high_mantissa = (bits >> 8) as u8 & 0x03;
-                *low_mantissa = bits as u8;
-            }
+            split_pairs(
+                values,
+                [sign_exponent, high_mantissa, low_mantissa],
+                |low, high| {
+                    [
+                        std::array::from_fn(|j| high[j] >> 2),
+                        std::array::from_fn(|j| high[j] & 0x03),
+                        *low,
+                    ]
+                },
+            )
         }
         (ChannelFloat::F8E4M3 | ChannelFloat::F8E5M2, [sign_exponent, mantissa]) => {
             let bits = float.fp8_mantissa_bits();
@@ -174,6 +169,82 @@ pub(crate) fn split_fields(float: ChannelFloat, values: &[u8], fields: &mut [&mu
         }
         (float, fields) => unreachable!("{float:?} has {} fields", fields.len()),
     }
+}
+
+/// Splits little-endian 16-bit `values` into three fields, sixteen values at a time: `fields_of` takes their
+/// low and high bytes ([`byte_planes`]) and gives the sixteen bytes of each field (whole arrays, which the
+/// compiler turns into vector operations; element by element, it assembled each value one byte load at a
+/// time). The last values are padded to sixteen.
+fn split_pairs(
+    values: &[u8],
+    [first, second, third]: [&mut [u8]; 3],
+    fields_of: impl Fn(&[u8; 16], &[u8; 16]) -> [[u8; 16]; 3],
+) {
+    let mut steps = values.chunks_exact(32);
+    for (((pairs, first), second), third) in (&mut steps)
+        .zip(first.chunks_exact_mut(16))
+        .zip(second.chunks_exact_mut(16))
+        .zip(third.chunks_exact_mut(16))
+    {
+        let (low, high) = byte_planes(pairs.try_into().expect("32 bytes"));
+        let [a, b, c] = fields_of(&low, &high);
+        first.copy_from_slice(&a);
+        second.copy_from_slice(&b);
+        third.copy_from_slice(&c);
+    }
+    let rest = steps.remainder();
+    if !rest.is_empty() {
+        let mut padded = [0u8; 32];
+        padded[..rest.len()].copy_from_slice(rest);
+        let (low, high) = byte_planes(&padded);
+        let done = values.len() / 32 * 16;
+        let count = rest.len() / 2;
+        for (field, bytes) in [first, second, third].into_iter().zip(fields_of(&low, &high)) {
+            field[done..].copy_from_slice(&bytes[..count]);
+        }
+    }
+}
+
+/// The low bytes and the high bytes of sixteen little-endian 16-bit values.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+fn byte_planes(pairs: &[u8; 32]) -> ([u8; 16], [u8; 16]) {
+    // SAFETY: SSE2 is part of the x86-64 baseline: every x86_64 CPU has it.
+    unsafe { byte_planes_sse2(pairs) }
+}
+
+/// Masks (for the low bytes) or shifts (for the high bytes) each 16-bit lane down to its byte, then packs two
+/// registers of lanes into one of bytes. Bytes move in and out through `i64` halves, as in the transpose.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn byte_planes_sse2(pairs: &[u8; 32]) -> ([u8; 16], [u8; 16]) {
+    use std::arch::x86_64::*;
+    let half = |at: usize| i64::from_le_bytes(pairs[at..at + 8].try_into().expect("8 bytes"));
+    let first = _mm_set_epi64x(half(8), half(0));
+    let second = _mm_set_epi64x(half(24), half(16));
+    let byte_mask = _mm_set1_epi16(0xff);
+    let low = _mm_packus_epi16(
+        _mm_and_si128(first, byte_mask),
+        _mm_and_si128(second, byte_mask),
+    );
+    let high = _mm_packus_epi16(_mm_srli_epi16::<8>(first), _mm_srli_epi16::<8>(second));
+    let bytes = |register: __m128i| -> [u8; 16] {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&_mm_cvtsi128_si64(register).to_le_bytes());
+        bytes[8..].copy_from_slice(&_mm_cvtsi128_si64(_mm_unpackhi_epi64(register, register)).to_le_bytes());
+        bytes
+    };
+    (bytes(low), bytes(high))
+}
+
+/// The low bytes and the high bytes of sixteen little-endian 16-bit values.
+#[cfg(not(target_arch = "x86_64"))]
+fn byte_planes(pairs: &[u8; 32]) -> ([u8; 16], [u8; 16]) {
+    (
+        std::array::from_fn(|i| pairs[2 * i]),
+        std::array::from_fn(|i| pairs[2 * i + 1]),
+    )
 }
 
 /// Inverse of [`split`], a band of [`TILE`] rows at a time: the band of each grouped stream transposed back
