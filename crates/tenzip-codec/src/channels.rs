@@ -1,10 +1,11 @@
 //! Per-channel coding of float tensors of rank 2 and more: the exponent (with the sign where it fits a byte)
-//! gets one table per channel, where a channel is a position in the trailing dimensions.
+//! is coded with tables per channel, where a channel is a position in the trailing dimensions.
 //!
 //! Keys of a K/V cache have outlier channels whose exponents sit far from the rest, and some weight matrices
-//! have rows or columns with their own scale: one table per channel codes such exponents in fewer bits than
-//! one table for the whole tensor. A chunk holds whole rows; each channel-grouped stream is stored transposed
-//! (channel by channel) and coded as one part per channel ([`encode_block_parts`](crate::entropy)), the rest of
+//! have rows or columns with their own scale (whisper's token embedding): tables per channel code such
+//! exponents in fewer bits than one table for the whole tensor. A chunk holds whole rows; each
+//! channel-grouped stream is stored transposed (channel by channel) and coded one part per channel, alike
+//! channels sharing a table ([`encode_block_clustered`](crate::entropy::encode_block_clustered)); the rest of
 //! the value (the mantissa, nearly uniform) as flat streams.
 
 /// The most channels a layout may have: per-channel tables for more would cost more than they save on

@@ -145,7 +145,7 @@ fn read_repeated_rows(rest: &[u8], rows: usize) -> Result<(usize, Block<'_>, &[u
     Ok((distinct, references, &rest[4 + used..]))
 }
 
-/// Whether coding rows is expected to pay on `sample` (whole rows of a per-channel layout): one table per
+/// Whether coding rows is expected to pay on `sample` (whole rows of a per-channel layout): tables per
 /// channel, or storing repeated rows once, as a chunk of such rows would choose. Routers use it to give a tensor the flat layout, with its shorter
 /// chunks and no per-chunk trial, where the channels would not pay anyway.
 pub fn channels_pay(layout: Layout, sample: &[u8]) -> bool {
@@ -167,8 +167,8 @@ struct SplitChoice {
 }
 
 /// The split of `layout` expected to code `values` smallest. Each candidate splits a sample of the chunk into
-/// the scratch streams and is costed at the order-0 entropy of each stream (of each part, for streams coded
-/// per channel), scaled up to the whole chunk, plus an estimate of its tables, times the split's
+/// the scratch streams and is costed at the order-0 entropy of each stream (of each cluster of parts, for
+/// streams coded per channel), scaled up to the whole chunk, plus an estimate of its tables, times the split's
 /// [`Split::speed_penalty`]. Bytewise splits are costed from the values' byte histogram instead, with no pass
 /// of their own; where every split is bytewise, that histogram counts the whole chunk, which prices the splits
 /// exactly and spares the chosen streams' coders counting them again. Only layouts with a choice pay for this.

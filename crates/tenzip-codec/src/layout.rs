@@ -42,7 +42,7 @@ pub enum Layout {
     /// Quantized blocks (GGML's Q8_0, Q4_K, ...): each field of the block its own stream.
     Blocks(&'static BlockFormat),
     /// A float tensor of rank 2 or more whose rows hold `channels` elements: per chunk, the flat split(s) of
-    /// its format, or exponents coded with one table per channel ([`channels`](crate::channels)). A value
+    /// its format, or exponents coded with tables per channel ([`channels`](crate::channels)). A value
     /// is one row.
     Channels {
         /// The element format.
@@ -249,8 +249,8 @@ impl Split {
     }
 
     /// How much smaller this split must code a chunk to be chosen over a faster one, as a factor on its
-    /// estimated size. Per-channel streams build a code table per channel and chunk, which makes them decode
-    /// at a third of the speed of flat streams: they must save at least 1.5%. Splitting one-byte codes into
+    /// estimated size. Per-channel streams decode at about half the speed of flat streams (a symbol for the
+    /// sign too, transposes, a table per cluster of channels): they must save at least 1.5%. Splitting one-byte codes into
     /// two fields doubles the symbols to decode: the fields must save 1%.
     pub(crate) fn speed_penalty(self) -> f64 {
         match self {

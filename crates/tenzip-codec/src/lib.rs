@@ -22,7 +22,8 @@
 //! # Ok::<(), tenzip_codec::Error>(())
 //! ```
 // `unsafe` is allowed in two places: the AVX2 rANS coder (`entropy::rans`), behind runtime detection, and
-// the call to the SSE2 transpose of per-channel streams (`channels`), a feature every x86-64 CPU has.
+// the calls into two SSE2 kernels of per-channel streams (`channels`: the 16 x 16 transpose and the byte-plane
+// split of 16-bit values), a feature every x86-64 CPU has.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
