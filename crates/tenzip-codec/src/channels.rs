@@ -12,7 +12,7 @@
 /// chunks of ordinary size.
 pub const MAX_CHANNELS: u32 = 1024;
 
-/// The float formats that can be coded per channel.
+/// The float formats that can be coded per channel, each with its grouping of fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChannelFloat {
     /// bfloat16: exponent and sign per channel, as two streams (together they take 9 bits); the 7 mantissa
@@ -24,16 +24,55 @@ pub enum ChannelFloat {
     F8E4M3,
     /// FP8 E5M2 (either variant): sign with exponent per channel; the 2 mantissa bits flat.
     F8E5M2,
+    /// bfloat16 whose exponents are all below 128 (magnitudes below 2, zeros and subnormals included, as
+    /// weights nearly always are): sign and exponent per channel as one byte, one symbol where
+    /// [`ChannelFloat::Bf16`] takes two (and its joint entropy is never above the two fields'); the 7
+    /// mantissa bits flat. A chunk that [`ChannelFloat::fits`] rejects takes [`ChannelFloat::Bf16`]'s split.
+    /// Not for K/V sequences ([`crate::sequence`]), whose later pages are not checked.
+    Bf16Joint,
 }
 
 impl ChannelFloat {
     /// Every format.
-    pub const ALL: [ChannelFloat; 4] = [
+    pub const ALL: [ChannelFloat; 5] = [
         ChannelFloat::Bf16,
         ChannelFloat::F16,
         ChannelFloat::F8E4M3,
         ChannelFloat::F8E5M2,
+        ChannelFloat::Bf16Joint,
     ];
+
+    /// The per-channel splits a layout of this format offers, in split order after the flat ones: BF16 layouts
+    /// written before [`ChannelFloat::Bf16Joint`] have the separate fields only; the joint layout falls back to
+    /// them where an exponent does not fit.
+    pub(crate) fn channel_splits(self) -> &'static [ChannelFloat] {
+        match self {
+            ChannelFloat::Bf16 => &[ChannelFloat::Bf16],
+            ChannelFloat::F16 => &[ChannelFloat::F16],
+            ChannelFloat::F8E4M3 => &[ChannelFloat::F8E4M3],
+            ChannelFloat::F8E5M2 => &[ChannelFloat::F8E5M2],
+            ChannelFloat::Bf16Joint => &[ChannelFloat::Bf16Joint, ChannelFloat::Bf16],
+        }
+    }
+
+    /// Whether every value of `values` can be split this way: for [`ChannelFloat::Bf16Joint`], whether no
+    /// exponent reaches 128 (bit 14 clear), from one OR over whole words; for the others, always.
+    pub(crate) fn fits(self, values: &[u8]) -> bool {
+        if self != ChannelFloat::Bf16Joint {
+            return true;
+        }
+        let mut words = values.chunks_exact(8);
+        let whole = (&mut words).fold(0u64, |seen, word| {
+            seen | u64::from_le_bytes(word.try_into().expect("8 bytes"))
+        });
+        let rest = words
+            .remainder()
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .fold(0u8, |seen, &high| seen | high);
+        whole & 0x4000_4000_4000_4000 == 0 && rest & 0x40 == 0
+    }
 
     /// Its index in [`ChannelFloat::ALL`].
     pub fn index(self) -> u8 {
@@ -50,13 +89,14 @@ impl ChannelFloat {
             ChannelFloat::F16 => "f16",
             ChannelFloat::F8E4M3 => "f8-e4m3",
             ChannelFloat::F8E5M2 => "f8-e5m2",
+            ChannelFloat::Bf16Joint => "bf16-joint",
         }
     }
 
     /// Bytes per element.
     pub fn element_size(self) -> usize {
         match self {
-            ChannelFloat::Bf16 | ChannelFloat::F16 => 2,
+            ChannelFloat::Bf16 | ChannelFloat::F16 | ChannelFloat::Bf16Joint => 2,
             ChannelFloat::F8E4M3 | ChannelFloat::F8E5M2 => 1,
         }
     }
@@ -64,7 +104,7 @@ impl ChannelFloat {
     pub(crate) fn stream_count(self) -> usize {
         match self {
             ChannelFloat::Bf16 | ChannelFloat::F16 => 3,
-            ChannelFloat::F8E4M3 | ChannelFloat::F8E5M2 => 2,
+            ChannelFloat::F8E4M3 | ChannelFloat::F8E5M2 | ChannelFloat::Bf16Joint => 2,
         }
     }
 
@@ -143,19 +183,26 @@ pub(crate) fn split_fields(float: ChannelFloat, values: &[u8], fields: &mut [&mu
                 ]
             })
         }
-        (ChannelFloat::F16, [sign_exponent, high_mantissa, low_mantissa]) => {
-            split_pairs(
-                values,
-                [sign_exponent, high_mantissa, low_mantissa],
-                |low, high| {
-                    [
-                        std::array::from_fn(|j| high[j] >> 2),
-                        std::array::from_fn(|j| high[j] & 0x03),
-                        *low,
-                    ]
-                },
-            )
+        (ChannelFloat::Bf16Joint, [sign_exponent, mantissa]) => {
+            // Bit 14 is clear: the exponent's low 7 bits are all of it.
+            split_pairs(values, [sign_exponent, mantissa], |low, high| {
+                [
+                    std::array::from_fn(|j| high[j] & 0x80 | (high[j] << 1 & 0x7e) | low[j] >> 7),
+                    std::array::from_fn(|j| low[j] & 0x7f),
+                ]
+            })
         }
+        (ChannelFloat::F16, [sign_exponent, high_mantissa, low_mantissa]) => split_pairs(
+            values,
+            [sign_exponent, high_mantissa, low_mantissa],
+            |low, high| {
+                [
+                    std::array::from_fn(|j| high[j] >> 2),
+                    std::array::from_fn(|j| high[j] & 0x03),
+                    *low,
+                ]
+            },
+        ),
         (ChannelFloat::F8E4M3 | ChannelFloat::F8E5M2, [sign_exponent, mantissa]) => {
             let bits = float.fp8_mantissa_bits();
             let mask = (1u8 << bits) - 1;
@@ -172,36 +219,29 @@ pub(crate) fn split_fields(float: ChannelFloat, values: &[u8], fields: &mut [&mu
     }
 }
 
-/// Splits little-endian 16-bit `values` into three fields, sixteen values at a time: `fields_of` takes their
+/// Splits little-endian 16-bit `values` into `N` fields, sixteen values at a time: `fields_of` takes their
 /// low and high bytes ([`byte_planes`]) and gives the sixteen bytes of each field (whole arrays, which the
 /// compiler turns into vector operations; element by element, it assembled each value one byte load at a
 /// time). The last values are padded to sixteen.
-fn split_pairs(
+fn split_pairs<const N: usize>(
     values: &[u8],
-    [first, second, third]: [&mut [u8]; 3],
-    fields_of: impl Fn(&[u8; 16], &[u8; 16]) -> [[u8; 16]; 3],
+    mut fields: [&mut [u8]; N],
+    fields_of: impl Fn(&[u8; 16], &[u8; 16]) -> [[u8; 16]; N],
 ) {
-    let mut steps = values.chunks_exact(32);
-    for (((pairs, first), second), third) in (&mut steps)
-        .zip(first.chunks_exact_mut(16))
-        .zip(second.chunks_exact_mut(16))
-        .zip(third.chunks_exact_mut(16))
-    {
+    let steps = values.len() / 32;
+    for (step, pairs) in values.chunks_exact(32).enumerate() {
         let (low, high) = byte_planes(pairs.try_into().expect("32 bytes"));
-        let [a, b, c] = fields_of(&low, &high);
-        first.copy_from_slice(&a);
-        second.copy_from_slice(&b);
-        third.copy_from_slice(&c);
+        for (field, bytes) in fields.iter_mut().zip(fields_of(&low, &high)) {
+            field[step * 16..][..16].copy_from_slice(&bytes);
+        }
     }
-    let rest = steps.remainder();
+    let rest = &values[steps * 32..];
     if !rest.is_empty() {
         let mut padded = [0u8; 32];
         padded[..rest.len()].copy_from_slice(rest);
         let (low, high) = byte_planes(&padded);
-        let done = values.len() / 32 * 16;
-        let count = rest.len() / 2;
-        for (field, bytes) in [first, second, third].into_iter().zip(fields_of(&low, &high)) {
-            field[done..].copy_from_slice(&bytes[..count]);
+        for (field, bytes) in fields.iter_mut().zip(fields_of(&low, &high)) {
+            field[steps * 16..].copy_from_slice(&bytes[..rest.len() / 2]);
         }
     }
 }
@@ -233,7 +273,9 @@ fn byte_planes_sse2(pairs: &[u8; 32]) -> ([u8; 16], [u8; 16]) {
     let bytes = |register: __m128i| -> [u8; 16] {
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&_mm_cvtsi128_si64(register).to_le_bytes());
-        bytes[8..].copy_from_slice(&_mm_cvtsi128_si64(_mm_unpackhi_epi64(register, register)).to_le_bytes());
+        bytes[8..].copy_from_slice(
+            &_mm_cvtsi128_si64(_mm_unpackhi_epi64(register, register)).to_le_bytes(),
+        );
         bytes
     };
     (bytes(low), bytes(high))
@@ -317,6 +359,18 @@ pub(crate) fn merge_fields(float: ChannelFloat, fields: &[&[u8]], out: &mut [u8]
             {
                 // Whole 16-bit values, as in the split.
                 let bits = u16::from(sign) << 15 | u16::from(exponent) << 7 | u16::from(mantissa);
+                value.copy_from_slice(&bits.to_le_bytes());
+            }
+        }
+        (ChannelFloat::Bf16Joint, [sign_exponent, mantissa]) => {
+            for ((value, &sign_exponent), &mantissa) in out
+                .chunks_exact_mut(2)
+                .zip(sign_exponent.iter())
+                .zip(mantissa.iter())
+            {
+                let bits = u16::from(sign_exponent & 0x80) << 8
+                    | u16::from(sign_exponent & 0x7f) << 7
+                    | u16::from(mantissa);
                 value.copy_from_slice(&bits.to_le_bytes());
             }
         }
@@ -488,15 +542,42 @@ mod tests {
     #[test]
     fn every_bit_pattern_survives() {
         let all_16: Vec<u8> = (0..=u16::MAX).flat_map(u16::to_le_bytes).collect();
+        // The joint BF16 fields hold every pattern with bit 14 clear (an exponent below 128).
+        let below_128: Vec<u8> = (0..=u16::MAX)
+            .filter(|bits| bits & 0x4000 == 0)
+            .flat_map(u16::to_le_bytes)
+            .collect();
         let all_8: Vec<u8> = (0..=u8::MAX).collect();
         for float in ChannelFloat::ALL {
-            let values = if float.element_size() == 2 {
-                &all_16
-            } else {
-                &all_8
+            let values = match float {
+                ChannelFloat::Bf16Joint => &below_128,
+                _ if float.element_size() == 2 => &all_16,
+                _ => &all_8,
             };
+            assert!(float.fits(values), "{float:?}");
             round_trip(float, 16, values);
             round_trip(float, 256, values);
+        }
+    }
+
+    #[test]
+    fn only_exponents_below_128_fit_the_joint_fields() {
+        for len in [2usize, 6, 8, 14, 16, 30] {
+            let mut values: Vec<u8> = (0..len as u16 / 2)
+                .flat_map(|i| (0x3f80 + i).to_le_bytes())
+                .collect();
+            assert!(ChannelFloat::Bf16Joint.fits(&values));
+            // Exponent 128 (2.0), or 255 (infinity, NaN), in any place.
+            for (at, high) in [(len - 1, 0x40), (1, 0x7f), (len - 1, 0xff)] {
+                let saved = values[at];
+                values[at] = high;
+                assert!(
+                    !ChannelFloat::Bf16Joint.fits(&values),
+                    "{len} bytes, {high:#x} at {at}"
+                );
+                assert!(ChannelFloat::Bf16.fits(&values));
+                values[at] = saved;
+            }
         }
     }
 

@@ -193,7 +193,8 @@ fn choose_split(layout: Layout, values: &[u8], scratch: &mut Scratch) -> SplitCh
     let scale = values.len() as f64 / sample.len().max(1) as f64;
     let mut byte_histogram = None;
     let mut best = (0, f64::INFINITY, None);
-    for (index, split) in splits().enumerate() {
+    // A split that cannot represent every value of the chunk (the joint BF16 fields) is not a candidate.
+    for (index, split) in splits().enumerate().filter(|(_, split)| split.fits(values)) {
         let (cost, histograms) = if split.is_bytewise() {
             let byte_histogram = byte_histogram.get_or_insert_with(|| entropy::histogram(sample));
             let histograms = bytewise_stream_histograms(split, byte_histogram, scratch);
@@ -512,21 +513,40 @@ mod tests {
     #[test]
     fn channels_with_their_own_exponents_take_per_channel_tables() {
         // 4096 rows of 16 BF16 channels; each channel has its own exponent, mantissas vary.
-        let values: Vec<u8> = (0..4096u32 * 16)
-            .flat_map(|i| {
-                let (row, channel) = (i / 16, i % 16);
-                let exponent = 100 + channel * 2 + (row % 2);
-                ((exponent << 7 | row.wrapping_mul(2654435761) >> 25) as u16).to_le_bytes()
-            })
-            .collect();
+        let rows = |lowest: u32| -> Vec<u8> {
+            (0..4096u32 * 16)
+                .flat_map(|i| {
+                    let (row, channel) = (i / 16, i % 16);
+                    let exponent = lowest + channel * 2 + (row % 2);
+                    ((exponent << 7 | row.wrapping_mul(2654435761) >> 25) as u16).to_le_bytes()
+                })
+                .collect()
+        };
         let layout = Layout::Bf16.channels(16).unwrap();
+        // Exponents 90 to 121: sign and exponent as one symbol per channel.
+        let values = rows(90);
+        let choice = choose_split(layout, &values, &mut Scratch::default()).index;
         assert_eq!(
-            choose_split(layout, &values, &mut Scratch::default()).index,
-            1
+            layout.split(choice),
+            Some(Split::Channels {
+                float: ChannelFloat::Bf16Joint,
+                channels: 16
+            })
         );
         let flat = round_trip(Layout::Bf16, &values).len();
         let per_channel = round_trip(layout, &values).len();
         assert!(per_channel * 100 < flat * 95, "{per_channel} vs {flat}");
+        // Exponents up to 131 do not fit one byte with the sign: the fields go apart.
+        let values = rows(100);
+        let choice = choose_split(layout, &values, &mut Scratch::default()).index;
+        assert_eq!(
+            layout.split(choice),
+            Some(Split::Channels {
+                float: ChannelFloat::Bf16,
+                channels: 16
+            })
+        );
+        round_trip(layout, &values);
     }
 
     #[test]

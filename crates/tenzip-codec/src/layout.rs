@@ -125,7 +125,7 @@ impl Layout {
     /// and `channels` is within [`MAX_CHANNELS`](crate::channels::MAX_CHANNELS).
     pub fn channels(self, channels: u64) -> Option<Layout> {
         let float = match self {
-            Layout::Bf16 => ChannelFloat::Bf16,
+            Layout::Bf16 => ChannelFloat::Bf16Joint,
             Layout::F16 => ChannelFloat::F16,
             Layout::F8E4M3 => ChannelFloat::F8E4M3,
             Layout::F8E5M2 => ChannelFloat::F8E5M2,
@@ -141,7 +141,7 @@ impl Layout {
     pub fn flat(self) -> Layout {
         match self {
             Layout::Channels {
-                float: ChannelFloat::Bf16,
+                float: ChannelFloat::Bf16 | ChannelFloat::Bf16Joint,
                 ..
             } => Layout::Bf16,
             Layout::Channels {
@@ -193,7 +193,9 @@ impl Layout {
     pub fn split_count(self) -> usize {
         match self {
             Layout::F8E4M3 | Layout::F8E5M2 | Layout::F4E2M1 => 2,
-            Layout::Channels { .. } => self.flat().split_count() + 1,
+            Layout::Channels { float, .. } => {
+                self.flat().split_count() + float.channel_splits().len()
+            }
             _ => 1,
         }
     }
@@ -211,10 +213,12 @@ impl Layout {
             (Layout::Blocks(format), 0) => Split::Blocks(format),
             (Layout::Channels { float, channels }, index) => {
                 let flat = self.flat();
-                return match index.cmp(&flat.split_count()) {
-                    std::cmp::Ordering::Less => flat.split(index),
-                    std::cmp::Ordering::Equal => Some(Split::Channels { float, channels }),
-                    std::cmp::Ordering::Greater => None,
+                return match index.checked_sub(flat.split_count()) {
+                    None => flat.split(index),
+                    Some(index) => float
+                        .channel_splits()
+                        .get(index)
+                        .map(|&float| Split::Channels { float, channels }),
                 };
             }
             _ => return None,
@@ -249,14 +253,27 @@ impl Split {
     }
 
     /// How much smaller this split must code a chunk to be chosen over a faster one, as a factor on its
-    /// estimated size. Per-channel streams decode at about half the speed of flat streams (a symbol for the
-    /// sign too, transposes, a table per cluster of channels): they must save at least 1.5%. Splitting one-byte codes into
-    /// two fields doubles the symbols to decode: the fields must save 1%.
+    /// estimated size. Per-channel streams decode at about half the speed of flat streams (transposes, a
+    /// table per cluster of channels): they must save at least 1.5%. Splitting one code into two fields adds
+    /// a symbol to decode per value: the fields must save 1% more (FP8 fields against the whole code, BF16's
+    /// sign and exponent apart against the two as one byte per channel).
     pub(crate) fn speed_penalty(self) -> f64 {
         match self {
+            Split::Channels {
+                float: ChannelFloat::Bf16,
+                ..
+            } => 1.015 * 1.01,
             Split::Channels { .. } => 1.015,
             Split::Fp8Fields { .. } | Split::Nibbles => 1.01,
             _ => 1.0,
+        }
+    }
+
+    /// Whether this split can represent every value of `values` (see [`ChannelFloat::fits`]).
+    pub(crate) fn fits(self, values: &[u8]) -> bool {
+        match self {
+            Split::Channels { float, .. } => float.fits(values),
+            _ => true,
         }
     }
 
@@ -475,11 +492,11 @@ impl FromStr for Layout {
                 .parse::<u32>()
                 .ok()
                 .filter(|c| c.to_string() == channels);
-            let layout = float.zip(channels).and_then(|(float, channels)| {
-                Layout::Channels { float, channels }
-                    .flat()
-                    .channels(u64::from(channels))
-            });
+            // Built directly, not through `channels()`, which names the layout new files get.
+            let layout = float
+                .zip(channels)
+                .filter(|&(_, channels)| (2..=MAX_CHANNELS).contains(&channels))
+                .map(|(float, channels)| Layout::Channels { float, channels });
             return layout.ok_or_else(|| UnknownLayout(name.to_owned()));
         }
         Layout::all()
@@ -575,7 +592,19 @@ mod tests {
         let channels = Layout::F8E4M3.channels(192).unwrap();
         assert_eq!(channels.name(), "f8-e4m3-channels-192");
         assert_eq!("f8-e4m3-channels-192".parse(), Ok(channels));
+        // New BF16 files get the joint layout; the one earlier writers wrote still reads as it was.
+        let joint = Layout::Bf16.channels(192).unwrap();
+        assert_eq!(joint.name(), "bf16-joint-channels-192");
+        assert_eq!("bf16-joint-channels-192".parse(), Ok(joint));
+        let earlier = Layout::Channels {
+            float: ChannelFloat::Bf16,
+            channels: 192,
+        };
+        assert_eq!("bf16-channels-192".parse(), Ok(earlier));
+        assert_eq!(earlier.split_count(), 2);
+        assert_eq!(joint.split_count(), 3);
         for bad in [
+            "bf16-joint-channels-1",
             "zstd",
             "bf16-channels-1",
             "bf16-channels-4096",
