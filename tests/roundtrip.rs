@@ -23,6 +23,23 @@ fn every_fixture_round_trips_through_files() {
 }
 
 #[test]
+fn containers_written_by_earlier_versions_still_restore() {
+    let dir = crate::util::fixtures_dir().join("compat");
+    let mut restored_any = false;
+    for entry in std::fs::read_dir(&dir).expect("fixtures/compat exists") {
+        let packed = entry.unwrap().path();
+        if packed.extension().is_none_or(|e| e != "tzp") {
+            continue;
+        }
+        let original = std::fs::read(packed.with_extension("")).unwrap();
+        let restored = decompress_bytes(&std::fs::read(&packed).unwrap(), 1).unwrap();
+        assert!(restored == original, "{}", packed.display());
+        restored_any = true;
+    }
+    assert!(restored_any, "no containers in {}", dir.display());
+}
+
+#[test]
 fn parallel_output_equals_serial_output_for_any_chunk_size() {
     for fixture in fixtures() {
         let file = std::fs::read(&fixture).unwrap();
