@@ -394,8 +394,10 @@ pub(crate) fn entropy_bytes(histogram: &[u32; 256]) -> f64 {
     bits / 8.0
 }
 
-/// DEFLATE level for plain byte streams: level 6 finds most of what level 9 does at several times the speed.
-const DEFLATE_LEVEL: u8 = 6;
+/// DEFLATE level for plain byte streams. Level 6 spent 14% of whisper MXFP4's compression on its E8M0 scales
+/// (half a MB); level 4 codes them 7% larger (a hundredth of a point of the file; the GGUF file 0.0002) at
+/// four times the speed, and compresses the MXFP4 files 15% faster.
+const DEFLATE_LEVEL: u8 = 4;
 
 /// Streams up to this long are always tried with DEFLATE; longer ones only when a probe of their start
 /// finds repeats. DEFLATE runs at tens of MB/s on data without repeats (FP8 codes, packed FP4), which would
