@@ -4,9 +4,9 @@
 //! whisper's token embedding has 384 channels, so a chunk of 4096 rows is 384 tANS blocks of 4096 symbols
 //! for its exponents and as many for its signs, each building a table, none long enough for rANS. Yet the
 //! channels fall into a few families (one scale, one sign balance), so a few dozen tables keep nearly all of
-//! the gain, and the clusters they code are long: rANS, at twice tANS's speed either way. On that embedding,
-//! 16 clusters for exponents and 6 for signs cost 2% more entropy than one table per channel and save more
-//! than that in tables.
+//! the gain, and the clusters they code are long: rANS, at twice tANS's speed either way (on that
+//! embedding, 16 clusters of exponents carry 2.6% more entropy than 384 tables, which themselves cost more
+//! than that). Short streams, where a table per part costs little, keep up to one per part.
 //!
 //! Body: `parts: u32`, `clusters: u16`, the cluster of each part (`u8` each), then one block per cluster, in
 //! cluster order, coding the parts of that cluster one after another in part order.
@@ -16,10 +16,6 @@ use super::{
 };
 use crate::Error;
 use std::cell::RefCell;
-
-/// A cluster is at least this many symbols on average: shorter ones build a table for few symbols, and
-/// decode at short-block speed (tANS, not rANS).
-const MIN_CLUSTER_SYMBOLS: f64 = 32.0 * 1024.0;
 
 /// Of the cluster counts tried, the smallest whose estimated size is within this factor of the smallest
 /// size is taken: fewer, longer clusters decode faster.
@@ -39,6 +35,10 @@ const FIELD_SHARE: f64 = 1.0 / 64.0;
 /// Rounds of moving parts between the clusters of a block: most of the gain comes in the first two.
 const BLOCK_ROUNDS: usize = 2;
 
+/// Clusters are refined only up to this many: a round weighs every part against every cluster, and finer
+/// clusters (short streams of few parts each) gain little from it.
+const REFINED_CLUSTERS: usize = 64;
+
 /// Which cluster each part of a stream is in, and each cluster's histogram.
 pub(crate) struct Grouping {
     /// The cluster of each part; every cluster has at least one part.
@@ -49,42 +49,31 @@ pub(crate) struct Grouping {
 
 impl Grouping {
     /// Groups parts with histograms `parts` (of a stream `scale` times as long as they count) into clusters
-    /// of parts with near means, cut into equal counts. The count is tried in powers of two up to one per
-    /// [`MIN_CLUSTER_SYMBOLS`] (or [`MAX_CLUSTERS`]), and one per part where parts are that long, each
-    /// priced by [`weighed_len`]; the smallest within [`SIZE_TOLERANCE`] of the best is taken.
+    /// of parts with near means, cut into equal counts. The count is tried in powers of two, then one per
+    /// part, each priced by [`weighed_len`] (tables, and a penalty for clusters too short for rANS), until
+    /// a count prices above the best so far; the smallest within [`SIZE_TOLERANCE`] of the best is taken.
+    /// Long streams take a few dozen clusters; short ones, where a table per part costs little, up to one
+    /// per part.
     pub(crate) fn of(parts: &[[u32; 256]], scale: f64) -> Grouping {
-        // Integer sums: they vectorise, where a chain of float additions waits on each one.
-        let symbols = parts
-            .iter()
-            .flatten()
-            .map(|&count| u64::from(count))
-            .sum::<u64>() as f64
-            * scale;
-        let most =
-            ((symbols / MIN_CLUSTER_SYMBOLS) as usize).clamp(1, parts.len().min(MAX_CLUSTERS));
+        let most = parts.len().min(MAX_CLUSTERS);
         let order = by_mean(parts);
-        // Cut in equal runs, each run of a power-of-two count is two runs of the next: each coarser level's
-        // histograms are sums of pairs of the finer level's.
-        let finest = 1 << most.ilog2();
-        let mut level = sums(parts, &seed(&order, finest), finest);
-        let mut priced = Vec::new();
-        loop {
-            priced.push((level.len(), weighed_len(&level, scale)));
-            if level.len() == 1 {
+        let counts = std::iter::successors(Some(1), |&count| Some(count * 2))
+            .take_while(|&count| count < most)
+            .chain([most]);
+        let mut priced: Vec<(usize, f64)> = Vec::new();
+        let mut best = f64::INFINITY;
+        for count in counts {
+            let size = if count == parts.len() {
+                weighed_len(parts, scale)
+            } else {
+                weighed_len(&sums(parts, &seed(&order, count), count), scale)
+            };
+            priced.push((count, size));
+            if size > best {
                 break;
             }
-            level = level
-                .chunks_exact(2)
-                .map(|pair| std::array::from_fn(|symbol| pair[0][symbol] + pair[1][symbol]))
-                .collect();
+            best = size;
         }
-        if parts.len() <= most && !parts.len().is_power_of_two() {
-            priced.push((parts.len(), weighed_len(parts, scale)));
-        }
-        let best = priced
-            .iter()
-            .map(|&(_, size)| size)
-            .fold(f64::INFINITY, f64::min);
         let count = priced
             .iter()
             .filter(|&&(_, size)| size <= best * SIZE_TOLERANCE)
@@ -114,6 +103,9 @@ impl Grouping {
     /// dropped and the others renumbered in order.
     fn refine(mut self, parts: &[[u32; 256]]) -> Grouping {
         let count = self.histograms.len();
+        if count > REFINED_CLUSTERS {
+            return self;
+        }
         refine(
             parts,
             &mut self.assignment,
@@ -167,7 +159,7 @@ fn weighed_len(histograms: &[[u32; 256]], scale: f64) -> f64 {
 /// Column indices in order of their mean symbol: channels of one scale have their exponents in one place.
 fn by_mean(columns: &[[u32; 256]]) -> Vec<usize> {
     let mean = |column: &[u32; 256]| -> f64 {
-        // Integer sums, as above.
+        // Integer sums: they vectorise, where a chain of float additions waits on each one.
         let total: u64 = column.iter().map(|&c| u64::from(c)).sum();
         let weighted: u64 = (0u64..)
             .zip(column)
@@ -499,31 +491,42 @@ mod tests {
 
     #[test]
     fn the_cluster_count_follows_the_coded_size() {
-        let low: &[u32] = &[50, 30, 15, 5];
-        let high: &[u32] = &[0, 0, 0, 0, 0, 0, 0, 0, 5, 15, 30, 50];
-        let histograms = |parts, part_len| -> Vec<[u32; 256]> {
+        let grouping = |shapes: &[&[u32]], parts, part_len| {
             let mut histograms = Vec::new();
             count_parts(
-                &families(parts, part_len, &[low, high], 2),
+                &families(parts, part_len, shapes, 2),
                 parts,
                 &mut histograms,
             );
-            histograms
+            Grouping::of(&histograms, 1.0)
         };
-        // A few KB in all: one table pays for the whole stream.
-        assert_eq!(Grouping::of(&histograms(8, 1024), 1.0).cluster_count(), 1);
-        // About 200 KB: several clusters, still fewer than parts, none empty.
-        let grouping = Grouping::of(&histograms(64, 16384), 1.0);
-        let count = grouping.cluster_count();
-        assert!((2..64).contains(&count), "{count} clusters");
-        for cluster in 0..count as u8 {
-            assert!(grouping.assignment.contains(&cluster));
+        let low: &[u32] = &[50, 30, 15, 5];
+        let high: &[u32] = &[0, 0, 0, 0, 0, 0, 0, 0, 5, 15, 30, 50];
+        // One distribution: one table, however long.
+        assert_eq!(grouping(&[low], 64, 4096).cluster_count(), 1);
+        // Two: two clusters, each part with its family.
+        for (parts, part_len) in [(8, 1024), (64, 16384)] {
+            let two = grouping(&[low, high], parts, part_len);
+            assert_eq!(two.cluster_count(), 2, "{parts} x {part_len}");
+            for (part, &cluster) in two.assignment.iter().enumerate() {
+                assert_eq!(cluster, two.assignment[part % 2]);
+            }
         }
-        // As many parts as wanted clusters: one per part.
-        assert_eq!(
-            Grouping::of(&histograms(2, 1 << 18), 1.0).cluster_count(),
-            2
+        // Each part its own distribution (the peak one symbol further each time): as many tables as pay,
+        // none empty.
+        let peaks: Vec<Vec<u32>> = (0..32)
+            .map(|peak| (0..40).map(|s| if s == peak { 90 } else { 1 }).collect())
+            .collect();
+        let shapes: Vec<&[u32]> = peaks.iter().map(Vec::as_slice).collect();
+        let many = grouping(&shapes, 32, 8192);
+        assert!(
+            many.cluster_count() >= 16,
+            "{} clusters",
+            many.cluster_count()
         );
+        for cluster in 0..many.cluster_count() as u8 {
+            assert!(many.assignment.contains(&cluster));
+        }
     }
 
     #[test]
