@@ -27,7 +27,7 @@ pub enum ChannelFloat {
     /// bfloat16 whose exponents are all below 128 (magnitudes below 2, zeros and subnormals included, as
     /// weights nearly always are): sign and exponent per channel as one byte, one symbol where
     /// [`ChannelFloat::Bf16`] takes two (and its joint entropy is never above the two fields'); the 7
-    /// mantissa bits flat. A chunk that [`ChannelFloat::fits`] rejects takes [`ChannelFloat::Bf16`]'s split.
+    /// mantissa bits flat. A chunk with a larger exponent takes [`ChannelFloat::Bf16`]'s split.
     /// Not for K/V sequences ([`crate::sequence`]), whose later pages are not checked.
     Bf16Joint,
 }

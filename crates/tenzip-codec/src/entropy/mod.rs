@@ -14,7 +14,7 @@
 //! | 6 `Parts` | `u32` part count, then one block per equal part of the stream ([`encode_block_parts`]) |
 //! | 7 `Rans` | interleaved rANS ([`rans`]): tANS's size on long streams, decoded with AVX2 at over twice its speed |
 //! | 8 `Clusters` | equal parts grouped into clusters of alike parts, one block per cluster ([`encode_block_clustered`]) |
-//! | 9 `Packed` | symbols narrower than a byte, stored in as many bits as the widest needs ([`packed`]) |
+//! | 9 `Packed` | symbols narrower than a byte, stored in as many bits as the widest needs (`packed.rs`) |
 //!
 //! Float fields have no repeats for a dictionary coder to find, so they get the order-0 coders only. Plain
 //! byte streams (headers, integer tensors, opaque files) often do repeat, and there DEFLATE beats any

@@ -40,7 +40,7 @@ const TABLE_SIZE: usize = 1 << super::tans::MAX_TABLE_LOG;
 /// the same bits, but its states take `4 * LANES` bytes against tANS's 15. They must cost at most 1% of the
 /// block (at 0.2%, MiniLM's 384 x 384 BF16 tensors kept tANS, which decodes at half rANS's speed and now
 /// encodes slower too: at 1% the file restores 20% faster for 5 KB more in 30 MB), or the block must hold
-/// at least [`MANY_SYMBOLS`]: skewed streams (per-channel signs: 143K symbols in 1.8 KB) code in few bytes
+/// at least 32K symbols: skewed streams (per-channel signs: 143K symbols in 1.8 KB) code in few bytes
 /// but decode symbol by symbol, and there rANS saves more time than 1% of a 12,800-byte block does.
 pub fn pays_for_its_states(tans_len: usize, symbols: usize) -> bool {
     tans_len >= 100 * 4 * LANES || symbols >= MANY_SYMBOLS
