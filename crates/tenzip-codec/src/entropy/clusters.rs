@@ -32,6 +32,10 @@ pub(crate) const MAX_CLUSTERS: usize = 256;
 /// symbol its parts never show costs many bits there, not infinitely many.
 const FIELD_SHARE: f64 = 1.0 / 64.0;
 
+/// Cluster counts up to this many are summed from one pass over the parts (see [`Grouping::of`]); long
+/// streams stop below it.
+const SUMMED_CLUSTERS: usize = 64;
+
 /// Rounds of moving parts between the clusters of a block: most of the gain comes in the first two.
 const BLOCK_ROUNDS: usize = 2;
 
@@ -60,11 +64,25 @@ impl Grouping {
         let counts = std::iter::successors(Some(1), |&count| Some(count * 2))
             .take_while(|&count| count < most)
             .chain([most]);
+        // The counts up to `summed` (a power of two) come from one pass over the parts: each run of a
+        // power-of-two cut is two runs of the next, so coarser levels are sums of pairs of finer ones.
+        let summed = 1 << most.min(SUMMED_CLUSTERS).ilog2();
+        let mut levels = vec![sums(parts, &seed(&order, summed), summed)];
+        while levels.last().expect("one level").len() > 1 {
+            let finer = levels.last().expect("one level");
+            let coarser = finer
+                .chunks_exact(2)
+                .map(|pair| std::array::from_fn(|symbol| pair[0][symbol] + pair[1][symbol]))
+                .collect();
+            levels.push(coarser);
+        }
         let mut priced: Vec<(usize, f64)> = Vec::new();
         let mut best = f64::INFINITY;
         for count in counts {
             let size = if count == parts.len() {
                 weighed_len(parts, scale)
+            } else if count <= summed {
+                weighed_len(&levels[(summed / count).ilog2() as usize], scale)
             } else {
                 weighed_len(&sums(parts, &seed(&order, count), count), scale)
             };
