@@ -126,7 +126,7 @@ impl Layout {
     pub fn channels(self, channels: u64) -> Option<Layout> {
         let float = match self {
             Layout::Bf16 => ChannelFloat::Bf16Joint,
-            Layout::F16 => ChannelFloat::F16,
+            Layout::F16 => ChannelFloat::F16High,
             Layout::F8E4M3 => ChannelFloat::F8E4M3,
             Layout::F8E5M2 => ChannelFloat::F8E5M2,
             _ => return None,
@@ -145,7 +145,7 @@ impl Layout {
                 ..
             } => Layout::Bf16,
             Layout::Channels {
-                float: ChannelFloat::F16,
+                float: ChannelFloat::F16 | ChannelFloat::F16High,
                 ..
             } => Layout::F16,
             Layout::Channels {
@@ -603,6 +603,17 @@ mod tests {
         assert_eq!("bf16-channels-192".parse(), Ok(earlier));
         assert_eq!(earlier.split_count(), 2);
         assert_eq!(joint.split_count(), 3);
+        let high = Layout::F16.channels(8).unwrap();
+        assert_eq!(high.name(), "f16-high-channels-8");
+        assert_eq!(high.split_count(), 3);
+        assert_eq!("f16-high-channels-8".parse(), Ok(high));
+        assert_eq!(
+            "f16-channels-8".parse(),
+            Ok(Layout::Channels {
+                float: ChannelFloat::F16,
+                channels: 8
+            })
+        );
         for bad in [
             "bf16-joint-channels-1",
             "zstd",
