@@ -28,7 +28,7 @@ const TANS_SPEED_PENALTY: f64 = 1.03;
 /// The most clusters a block may have: a part's cluster is one byte.
 pub(crate) const MAX_CLUSTERS: usize = 256;
 
-/// In the cost model, a cluster takes `1/FIELD_SHARE` of each symbol's probability from the whole field: a
+/// In the cost model, a cluster takes this share of each symbol's probability from the whole field: a
 /// symbol its parts never show costs many bits there, not infinitely many.
 const FIELD_SHARE: f64 = 1.0 / 64.0;
 

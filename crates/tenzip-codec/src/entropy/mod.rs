@@ -22,9 +22,9 @@
 //!
 //! A stream that no code shrinks enough is stored: raw, or bit-packed where its symbols are narrower than a
 //! byte (a field of 7, 3 or 2 bits). A mode must earn its decoding cost: Huffman is used when it saves at
-//! least 2% over the stored form; tANS (on long
-//! blocks rANS, the same code with a faster decoder) when it saves at least 0.3% over Huffman, or 2% where
-//! the caller prefers speed ([`Preference`]) (skewed exponent streams, where whole-bit codes lose 1-2%).
+//! least 2% over the stored form; tANS (on long blocks rANS, the same code with a faster decoder) when it
+//! saves at least 0.3% over Huffman, or 2% where the caller prefers speed ([`Preference`]) (skewed exponent
+//! streams, where whole-bit codes lose 1-2%).
 //! Huffman's decoder takes up to three short codes per lookup and then outruns rANS; on long codes it does
 //! not, and there rANS is taken whenever it is smaller.
 //!
