@@ -28,7 +28,7 @@ pub fn gguf_header(data: &[u8]) {
 }
 
 /// The ANS decoders on any body, for the symbol count its first two bytes give: errors, never a panic; and
-/// the rANS decoder's vector path gives what its portable path gives, error for error and byte for byte.
+/// each of the rANS decoder's vector paths gives what its portable path gives, error for error and byte for byte.
 pub fn ans_decode(data: &[u8]) {
     use tenzip_codec::entropy::{rans, tans};
     let [low, high, body @ ..] = data else {
@@ -36,12 +36,15 @@ pub fn ans_decode(data: &[u8]) {
     };
     let len = usize::from(u16::from_le_bytes([*low, *high]));
     let _ = tans::decode(body, &mut vec![0; len]);
-    let (mut vector, mut portable) = (vec![0; len], vec![0; len]);
-    assert_eq!(
-        rans::decode(body, &mut vector),
-        rans::decode_portable(body, &mut portable)
-    );
-    assert_eq!(vector, portable);
+    for lanes in rans::Lanes::ALL {
+        let mut portable = vec![0; len];
+        let expected = rans::decode_on(rans::Path::Portable, body, lanes, &mut portable);
+        for path in rans::Path::available() {
+            let mut out = vec![0; len];
+            assert_eq!(rans::decode_on(path, body, lanes, &mut out), expected);
+            assert_eq!(out, portable);
+        }
+    }
 }
 
 /// Any bytes as a stream block of every mode, for the symbol count its first three bytes give (up to 16 M,
@@ -70,13 +73,15 @@ pub fn ans_encode(data: &[u8]) {
         return;
     }
     let frequencies = tans::Frequencies::normalize(&counts, log);
-    let (mut vector, mut portable) = (Vec::new(), Vec::new());
-    rans::encode(symbols, &frequencies, &mut vector);
-    rans::encode_portable(symbols, &frequencies, &mut portable);
-    assert_eq!(vector, portable);
-    let mut out = vec![0; symbols.len()];
-    assert_eq!(rans::decode(&vector, &mut out), Ok(()));
-    assert_eq!(out, symbols);
+    for lanes in rans::Lanes::ALL {
+        let (mut vector, mut portable) = (Vec::new(), Vec::new());
+        rans::encode(symbols, &frequencies, lanes, &mut vector);
+        rans::encode_portable(symbols, &frequencies, lanes, &mut portable);
+        assert_eq!(vector, portable);
+        let mut out = vec![0; symbols.len()];
+        assert_eq!(rans::decode(&vector, lanes, &mut out), Ok(()));
+        assert_eq!(out, symbols);
+    }
 }
 
 /// The container reader and the whole restore on any bytes: errors, never a panic.

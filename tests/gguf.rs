@@ -35,7 +35,7 @@ fn the_reader_sees_what_the_writer_wrote() {
     assert!(v2
         .tensors
         .iter()
-        .all(|t| (t.range.start - v2.data_start) % 128 == 0));
+        .all(|t| (t.range.start - v2.data_start).is_multiple_of(128)));
     // Every type the writer knows, plus the unicode-named tensor.
     let types: std::collections::BTreeSet<GgmlType> =
         v3.tensors.iter().filter_map(|t| t.ggml_type).collect();

@@ -67,7 +67,7 @@ fn streams(c: &mut Criterion) {
 /// Appends a coded body of the benchmark's stream.
 type Encoder<'a> = &'a dyn Fn(&mut Vec<u8>);
 /// Decodes a body into the stream's symbols.
-type Decoder = fn(&[u8], &mut [u8]) -> Result<(), tenzip_codec::Error>;
+type Decoder<'a> = &'a dyn Fn(&[u8], &mut [u8]) -> Result<(), tenzip_codec::Error>;
 
 /// Each coder on the exponent stream, whether or not `encode_block` would pick it.
 fn coders(c: &mut Criterion) {
@@ -77,12 +77,23 @@ fn coders(c: &mut Criterion) {
     let counts = histogram(&exponents);
     let code = huffman::Code::from_histogram(&counts);
     let frequencies = tans::Frequencies::for_histogram(&counts);
-    let encoders: [(&str, Encoder); 3] = [
+    let (narrow, wide) = (rans::Lanes::Narrow, rans::Lanes::Wide);
+    let encoders: [(&str, Encoder); 4] = [
         ("huffman", &|body| code.encode(&exponents, body)),
         ("tans", &|body| tans::encode(&exponents, &frequencies, body)),
-        ("rans", &|body| rans::encode(&exponents, &frequencies, body)),
+        ("rans", &|body| {
+            rans::encode(&exponents, &frequencies, narrow, body)
+        }),
+        ("rans-wide", &|body| {
+            rans::encode(&exponents, &frequencies, wide, body)
+        }),
     ];
-    let decoders: [Decoder; 3] = [huffman::decode, tans::decode, rans::decode];
+    let decoders: [Decoder; 4] = [
+        &huffman::decode,
+        &tans::decode,
+        &|body, out| rans::decode(body, narrow, out),
+        &|body, out| rans::decode(body, wide, out),
+    ];
     for ((name, encode), decode) in encoders.into_iter().zip(decoders) {
         let mut body = Vec::new();
         group.bench_function(BenchmarkId::new("encode", name), |b| {

@@ -149,7 +149,9 @@ fn read_repeated_rows(rest: &[u8], rows: usize) -> Result<(usize, Block<'_>, &[u
 /// channel, or storing repeated rows once, as a chunk of such rows would choose. Routers use it to give a tensor the flat layout, with its shorter
 /// chunks and no per-chunk trial, where the channels would not pay anyway.
 pub fn channels_pay(layout: Layout, sample: &[u8]) -> bool {
-    if !matches!(layout, Layout::Channels { .. }) || sample.len() % layout.value_size() != 0 {
+    if !matches!(layout, Layout::Channels { .. })
+        || !sample.len().is_multiple_of(layout.value_size())
+    {
         return false;
     }
     // Repeated rows are found only in per-channel layouts, whose values are rows.
@@ -316,7 +318,7 @@ pub fn decode_chunk(
     out: &mut [u8],
     scratch: &mut Scratch,
 ) -> Result<(), Error> {
-    if out.len() % layout.value_size() != 0 {
+    if !out.len().is_multiple_of(layout.value_size()) {
         return Err(Error::ValueAlignment {
             len: out.len(),
             value_size: layout.value_size(),

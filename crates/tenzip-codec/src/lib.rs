@@ -3,7 +3,7 @@
 //! A tensor's bytes are cut into chunks by the caller. [`encode_chunk`] splits one chunk into the field
 //! streams its [`Layout`] names (for BF16: exponents in one stream, sign and mantissa in another), then
 //! entropy-codes every stream on its own ([`entropy`]): whichever of stored-raw, a single-symbol run, a
-//! canonical Huffman code or an ANS code (tANS, or on long streams rANS, coded and decoded with AVX2) is smallest,
+//! canonical Huffman code or an ANS code (tANS, or on long streams rANS, coded with AVX2 and decoded with AVX-512 or AVX2) is smallest,
 //! where its decoding speed allows. [`decode_chunk`] is the exact inverse. Chunks are independent, so
 //! callers decode them in parallel and can read one tensor back without touching the others.
 //!
@@ -21,7 +21,7 @@
 //! assert_eq!(restored, bf16_values);
 //! # Ok::<(), tenzip_codec::Error>(())
 //! ```
-// `unsafe` is allowed in two places: the AVX2 rANS coder (`entropy::rans`), behind runtime detection, and
+// `unsafe` is allowed in two places: the AVX2 and AVX-512 rANS coders (`entropy::rans`), behind runtime detection, and
 // the calls into two SSE2 kernels of per-channel streams (`channels`: the 16 x 16 transpose and the byte-plane
 // split of 16-bit values), a feature every x86-64 CPU has.
 #![deny(unsafe_code)]

@@ -72,7 +72,7 @@ impl SequenceTables {
     pub fn learn(float: ChannelFloat, channels: usize, sample: &[u8]) -> SequenceTables {
         let row_len = Self::row_len(float, channels);
         assert!(
-            !sample.is_empty() && sample.len() % row_len == 0,
+            !sample.is_empty() && sample.len().is_multiple_of(row_len),
             "a sample of whole rows"
         );
         let mut scratch = PageScratch::default();
@@ -256,7 +256,7 @@ impl SequenceTables {
     /// If `page` is not whole rows.
     pub fn encode(&self, page: &[u8], scratch: &mut PageScratch, out: &mut Vec<u8>) -> bool {
         let row_len = Self::row_len(self.float, self.channels);
-        assert!(page.len() % row_len == 0, "a page of whole rows");
+        assert!(page.len().is_multiple_of(row_len), "a page of whole rows");
         scratch.split(self.float, page);
         scratch.interleave();
         self.tables.encode(&scratch.symbols, &self.contexts, out)
@@ -270,7 +270,7 @@ impl SequenceTables {
         scratch: &mut PageScratch,
     ) -> Result<(), Error> {
         let row_len = Self::row_len(self.float, self.channels);
-        if out.len() % row_len != 0 {
+        if !out.len().is_multiple_of(row_len) {
             return Err(Error::ValueAlignment {
                 len: out.len(),
                 value_size: row_len,

@@ -162,7 +162,7 @@ impl GgmlType {
     /// The byte size of `values` values, or `None` if they are not a whole number of blocks or the size
     /// overflows.
     pub fn byte_len(self, values: u64) -> Option<u64> {
-        if values % self.block_values() != 0 {
+        if !values.is_multiple_of(self.block_values()) {
             return None;
         }
         (values / self.block_values()).checked_mul(self.block_bytes())

@@ -398,7 +398,7 @@ pub fn layout_for(dtype: Dtype, byte_len: u64) -> Layout {
         _ => Layout::Bytes,
     };
     // Validated headers always hold whole values; this guards layouts against any reader that does not.
-    if byte_len % layout.value_size() as u64 == 0 {
+    if byte_len.is_multiple_of(layout.value_size() as u64) {
         layout
     } else {
         Layout::Bytes

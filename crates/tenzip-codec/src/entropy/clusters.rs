@@ -331,7 +331,7 @@ thread_local! {
 /// code for the whole stream.
 pub(crate) fn encode(symbols: &[u8], parts: usize, preference: Preference, out: &mut Vec<u8>) {
     assert!(
-        parts > 0 && !symbols.is_empty() && symbols.len() % parts == 0,
+        parts > 0 && !symbols.is_empty() && symbols.len().is_multiple_of(parts),
         "whole, non-empty parts"
     );
     let part_len = symbols.len() / parts;
@@ -423,7 +423,7 @@ pub(crate) fn decode(body: &[u8], out: &mut [u8]) -> Result<(), Error> {
     let header = take(body, 0, 6, "cluster counts")?;
     let parts = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let clusters = usize::from(u16::from_le_bytes([header[4], header[5]]));
-    if parts == 0 || out.is_empty() || out.len() % parts != 0 {
+    if parts == 0 || out.is_empty() || !out.len().is_multiple_of(parts) {
         return Err(Error::Parts {
             parts,
             len: out.len(),

@@ -946,7 +946,7 @@ impl ContextTables {
     /// A context past the last panics where it is used.
     fn check_pattern(&self, contexts: &[u16]) {
         assert!(
-            !contexts.is_empty() && contexts.len() % STATES == 0,
+            !contexts.is_empty() && contexts.len().is_multiple_of(STATES),
             "a context pattern of {} entries",
             contexts.len()
         );
