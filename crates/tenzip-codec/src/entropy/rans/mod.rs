@@ -114,32 +114,36 @@ thread_local! {
 }
 
 /// Bytes of room below the words: the vector encoder stores 16 bytes at a time, of which it keeps the top ones.
-const ROOM_BELOW: usize = 16;
+const ROOM_BELOW: usize = 32;
 
 /// Appends the body (frequencies, final states, words) coding `symbols` in `lanes`, of which every one must
 /// have a nonzero count in `frequencies`, and none the whole table.
 pub fn encode(symbols: &[u8], frequencies: &Frequencies, lanes: Lanes, out: &mut Vec<u8>) {
+    encode_on(Path::fastest(), symbols, frequencies, lanes, out);
+}
+
+/// [`encode`] on `path`: every path writes the same bytes. A path the CPU cannot take codes on the portable
+/// one.
+pub fn encode_on(
+    path: Path,
+    symbols: &[u8],
+    frequencies: &Frequencies,
+    lanes: Lanes,
+    out: &mut Vec<u8>,
+) {
     match lanes {
-        Lanes::Narrow => encode_with::<2>(symbols, frequencies, out, true),
-        Lanes::Wide => encode_with::<4>(symbols, frequencies, out, true),
+        Lanes::Narrow => encode_with::<2>(path, symbols, frequencies, out),
+        Lanes::Wide => encode_with::<4>(path, symbols, frequencies, out),
     }
 }
 
-/// [`encode`] without vector instructions: the reference that tests hold the vector path to, byte for byte.
-pub fn encode_portable(symbols: &[u8], frequencies: &Frequencies, lanes: Lanes, out: &mut Vec<u8>) {
-    match lanes {
-        Lanes::Narrow => encode_with::<2>(symbols, frequencies, out, false),
-        Lanes::Wide => encode_with::<4>(symbols, frequencies, out, false),
-    }
-}
-
-/// [`encode`] in `16 * GROUPS` lanes, with the vector path allowed or not. The encoder runs backwards, from
-/// the last symbol: the ragged last step first, then the whole steps.
+/// [`encode_on`] in `16 * GROUPS` lanes. The encoder runs backwards, from the last symbol: the ragged last
+/// step first, then the whole steps.
 fn encode_with<const GROUPS: usize>(
+    path: Path,
     symbols: &[u8],
     frequencies: &Frequencies,
     out: &mut Vec<u8>,
-    allow_vector: bool,
 ) {
     frequencies.write(out);
     let log = frequencies.log();
@@ -169,19 +173,26 @@ fn encode_with<const GROUPS: usize>(
         let whole = symbols.len() / (16 * GROUPS) * (16 * GROUPS);
         let lanes = states.as_flattened_mut();
         encode_scalar(&coders, log, lanes, &symbols[whole..], room, &mut free);
-        let mut scalar_steps = whole;
+        let (steps, mut scalar_steps) = (&symbols[..whole], whole);
         #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
-        if allow_vector && std::arch::is_x86_feature_detected!("avx2") {
-            let table = avx2::symbol_table(frequencies);
-            // SAFETY: AVX2 is available, as just checked.
-            unsafe {
-                avx2::encode_steps(&table, log, &mut states, &symbols[..whole], room, &mut free)
-            };
-            scalar_steps = 0;
+        match path {
+            Path::Avx512 if Path::has_avx512() => {
+                let table = avx2::symbol_table(frequencies);
+                // SAFETY: AVX-512F, BW and VL are available, as just checked.
+                unsafe { avx512::encode_steps(&table, log, &mut states, steps, room, &mut free) };
+                scalar_steps = 0;
+            }
+            Path::Avx2 if std::arch::is_x86_feature_detected!("avx2") => {
+                let table = avx2::symbol_table(frequencies);
+                // SAFETY: AVX2 is available, as just checked.
+                unsafe { avx2::encode_steps(&table, log, &mut states, steps, room, &mut free) };
+                scalar_steps = 0;
+            }
+            _ => {}
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = allow_vector;
+        let _ = (path, steps);
         let lanes = states.as_flattened_mut();
         encode_scalar(
             &coders,
@@ -301,11 +312,19 @@ impl Path {
             if std::arch::is_x86_feature_detected!("avx2") {
                 paths.push(Path::Avx2);
             }
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            if Path::has_avx512() {
                 paths.push(Path::Avx512);
             }
         }
         paths
+    }
+
+    /// Whether the CPU has the AVX-512 subsets the vector coder uses (F; BW and VL for 16-bit stores).
+    #[cfg(target_arch = "x86_64")]
+    fn has_avx512() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
     }
 
     /// The fastest path this CPU can take (detected once: the check is a few loads, but blocks are many).
@@ -352,7 +371,7 @@ fn decode_with<const GROUPS: usize>(path: Path, body: &[u8], out: &mut [u8]) -> 
         #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
         match path {
-            Path::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => {
+            Path::Avx512 if Path::has_avx512() => {
                 // SAFETY: AVX-512F is available, as just checked.
                 done = unsafe { avx512::decode_steps(&table, log, &mut states, &mut reader, out) };
             }
@@ -431,7 +450,7 @@ mod tests {
     use crate::entropy::histogram;
     use proptest::prelude::*;
 
-    /// The body from both encoding paths, which must write the same bytes.
+    /// The body from every encoding path, which must write the same bytes.
     fn encoded(symbols: &[u8], lanes: Lanes) -> Vec<u8> {
         encoded_with(
             symbols,
@@ -441,14 +460,14 @@ mod tests {
     }
 
     fn encoded_with(symbols: &[u8], frequencies: &Frequencies, lanes: Lanes) -> Vec<u8> {
-        let (mut vector, mut scalar) = (Vec::new(), Vec::new());
-        encode(symbols, frequencies, lanes, &mut vector);
-        encode_portable(symbols, frequencies, lanes, &mut scalar);
-        assert!(
-            vector == scalar,
-            "the vector encoder differs from the scalar one ({lanes:?})"
-        );
-        vector
+        let mut portable = Vec::new();
+        encode_on(Path::Portable, symbols, frequencies, lanes, &mut portable);
+        for path in Path::available() {
+            let mut body = Vec::new();
+            encode_on(path, symbols, frequencies, lanes, &mut body);
+            assert!(body == portable, "{path:?} differs ({lanes:?})");
+        }
+        portable
     }
 
     /// Every decoding path, which must agree on every body, intact or not.
