@@ -128,20 +128,23 @@ pub enum Preference {
     /// The smallest code: tANS or rANS wherever they save 0.3% over Huffman.
     #[default]
     Size,
-    /// Faster decoding: on streams of 16K symbols or more, tANS or rANS only where they save 2% over Huffman,
-    /// or where Huffman's codes are long (about one symbol per lookup) and the block long enough for rANS,
-    /// which then decodes faster. On flat BF16 weights this restores about 10% faster for a file 0.2 points
-    /// larger (1.3x when rANS decoded slower than it does now).
+    /// Faster decoding: on streams of 16K symbols or more, tANS or 32-lane rANS only where they save 2% over
+    /// Huffman, or where Huffman's codes are long (about one symbol per lookup) and the block long enough for
+    /// rANS, which then decodes faster. Blocks long enough for 64-lane rANS take it as [`Preference::Size`]
+    /// does: it decodes BF16 exponents as fast as Huffman does (2 GB/s with AVX-512), where the preference
+    /// had made MiniLM's BF16 file 0.2 points larger and 4% slower to restore.
     Speed,
 }
 
 impl Preference {
-    /// The largest tANS size, in thousandths of the Huffman size, at which tANS is used for a stream of
-    /// `symbols`. Below `HUFFMAN_TABLE_AMORTISED` symbols, building Huffman's 2048-entry decoding tables costs
-    /// as much as decoding, so Huffman is no faster there and speed buys nothing.
-    fn tans_at_most_per_mille(self, symbols: usize) -> usize {
+    /// The largest tANS size, in thousandths of the Huffman size, at which ANS is used for a stream of
+    /// `symbols` that tANS codes in `tans_len` bytes. Below `HUFFMAN_TABLE_AMORTISED` symbols, building
+    /// Huffman's 2048-entry decoding tables costs as much as decoding, so Huffman is no faster there and speed
+    /// buys nothing.
+    fn tans_at_most_per_mille(self, symbols: usize, tans_len: usize) -> usize {
+        let wide = rans::Lanes::for_block(tans_len, symbols) == Some(rans::Lanes::Wide);
         match self {
-            Preference::Speed if symbols >= HUFFMAN_TABLE_AMORTISED => 980,
+            Preference::Speed if symbols >= HUFFMAN_TABLE_AMORTISED && !wide => 980,
             _ => 997,
         }
     }
@@ -310,7 +313,9 @@ impl AnsCandidate<'_> {
         // Where rANS can take the block and Huffman's codes are long, rANS is smaller and faster too,
         // whatever the preference.
         let huffman_one_per_lookup = huffman_len * 8 > self.symbols * MULTI_SYMBOL_CODE_BITS;
-        let per_mille = self.preference.tans_at_most_per_mille(self.symbols);
+        let per_mille = self
+            .preference
+            .tans_at_most_per_mille(self.symbols, tans_len);
         tans_len < self.stored_limit
             && (tans_len < huffman_len * per_mille / 1000
                 || (rans::pays_for_its_states(tans_len, self.symbols)

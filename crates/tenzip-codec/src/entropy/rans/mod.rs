@@ -9,15 +9,18 @@
 //! dependent latencies (the gather's above all), so the lanes are what makes it fast: each group of 16 is a
 //! chain of its own that the CPU overlaps with the others. Measured on MiniLM's BF16 exponents, the file
 //! restored at 1.6 GB/s with 16 lanes and 2.2 GB/s with 32 (AVX2); with AVX-512 on Zen 4, its FP8 file
-//! restores 13% faster with 64 lanes than with 32 (the coder alone, 26%). Lanes cost their states, 4 bytes
-//! each a block, so a block takes [`Lanes::Wide`] where those cost at most 1% of it, [`Lanes::Narrow`]
-//! where 32 states do, and tANS where neither does ([`Lanes::for_block`]).
+//! restores 13% faster with 64 lanes than with 32 (the coder alone, 26%). There the decoder runs at about
+//! one gathered element a cycle, the gather's own throughput (gathering in halves of 8 changes nothing, and
+//! 128 lanes gained the coder only 7% more). Lanes cost their states, 4 bytes each a block, so a block takes
+//! [`Lanes::Wide`] where those cost at most 1% of it, [`Lanes::Narrow`] where 32 states do, and tANS where
+//! neither does ([`Lanes::for_block`]).
 //!
 //! The encoder steps the same registers backwards through the symbols. Each symbol's count, cumulative
-//! count and division constants sit in one 64-bit entry (eight scalar loads and inserts a register beat two
-//! gathers by a third), the division by the count is Granlund and Montgomery's multiply-and-shift on 32-bit
-//! lanes, and the words eight lanes shed are compacted with one byte shuffle: 1.6 G symbols/s, against 0.65
-//! for the scalar encoder, which stays as the portable path and the reference the tests hold it to.
+//! count and division constants sit in one 64-bit entry (scalar loads and inserts beat gathers, by a third
+//! with AVX2), the division by the count is Granlund and Montgomery's multiply-and-shift on 32-bit lanes,
+//! and the words a register sheds are compacted in one step: a byte shuffle from a table for 8 lanes (AVX2,
+//! 1.6 G symbols/s), a compress and a word permute for 16 (AVX-512, 2.1 G symbols/s with 32 lanes). The
+//! scalar encoder (0.65 G symbols/s) stays as the portable path and the reference the tests hold both to.
 //!
 //! Body layout: the frequency table (as tANS writes it, [`Frequencies`]), the `n` final states (`u32 LE`,
 //! state 0 first; `n` is 32 or 64, given by the block's mode), then the word stream (`u16 LE` words, in the
