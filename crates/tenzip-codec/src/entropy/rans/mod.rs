@@ -66,19 +66,25 @@ impl Lanes {
     /// The widest interleaving worth its states for a block of `symbols` that tANS would code in `tans_len`
     /// bytes, or `None` where tANS should code it. States must cost at most 1% of the block (at 0.2%,
     /// MiniLM's 384 x 384 BF16 tensors kept tANS, which decodes at half rANS's speed and now encodes slower
-    /// too: at 1% the file restores 20% faster for 5 KB more in 30 MB), or the block must hold at least 1K
-    /// symbols a lane: skewed streams (per-channel signs: 143K symbols in 1.8 KB) code in few bytes but
-    /// decode symbol by symbol, and there a wider interleaving saves more time than 1% of the block does
-    /// (32K symbols decode at least 20 us faster with 32 lanes than with tANS).
+    /// too: at 1% the file restores 20% faster for 5 KB more in 30 MB). Skewed streams (per-channel signs:
+    /// 143K symbols in 1.8 KB) code in few bytes but decode symbol by symbol, so a block of 32K symbols or
+    /// more takes 32 lanes however short it codes (they decode it at least 20 us faster than tANS); 64 lanes
+    /// gain such a block only a quarter of that time for 128 bytes more, which took K/V pages of 256 tokens
+    /// 0.001 larger, so they must pay by size.
     pub fn for_block(tans_len: usize, symbols: usize) -> Option<Lanes> {
-        Lanes::ALL.into_iter().find(|lanes| {
-            tans_len >= 100 * 4 * lanes.count() || symbols >= SYMBOLS_PER_LANE * lanes.count()
-        })
+        let states_pay = |lanes: Lanes| tans_len >= 100 * 4 * lanes.count();
+        if states_pay(Lanes::Wide) {
+            Some(Lanes::Wide)
+        } else if states_pay(Lanes::Narrow) || symbols >= MANY_SYMBOLS {
+            Some(Lanes::Narrow)
+        } else {
+            None
+        }
     }
 }
 
 /// See [`Lanes::for_block`].
-const SYMBOLS_PER_LANE: usize = 1 << 10;
+const MANY_SYMBOLS: usize = 1 << 15;
 
 /// Whether a block of `symbols` that tANS would code in `tans_len` bytes is worth coding with rANS instead
 /// ([`Lanes::for_block`]).
