@@ -349,13 +349,16 @@ pub(crate) fn encode(symbols: &[u8], parts: usize, preference: Preference, out: 
     let part_len = symbols.len() / parts;
     PART_HISTOGRAMS.with_borrow_mut(|part_histograms| {
         count_parts(symbols, parts, part_histograms);
-        let grouping = Grouping::of(part_histograms, 1.0);
+        let mut grouping = Grouping::of(part_histograms, 1.0);
         match grouping.cluster_count() {
-            1 => return encode_block_counted(symbols, &grouping.histograms[0], preference, out),
+            1 => {}
             count if count == parts => return encode_block_parts(symbols, parts, preference, out),
-            _ => {}
+            _ => grouping = grouping.refine(part_histograms),
         }
-        let grouping = grouping.refine(part_histograms);
+        // One cluster, from the start or left by the refinement: a plain block, with no assignment to store.
+        if grouping.cluster_count() == 1 {
+            return encode_block_counted(symbols, &grouping.histograms[0], preference, out);
+        }
         let parts_u32 = u32::try_from(parts).expect("fewer than 2^32 parts");
         let clusters_u16 = grouping.cluster_count() as u16;
         super::write_block(out, super::Mode::Clusters, |body| {
@@ -517,6 +520,13 @@ mod tests {
         let mut decoded = vec![0; symbols.len()];
         super::super::decode_block(&coded, &mut decoded).expect("decodes");
         assert_eq!(decoded, symbols);
+        // A clusters block has two clusters at least (body: parts, then the cluster count).
+        if coded[0] == super::super::Mode::Clusters as u8 {
+            assert!(
+                u16::from_le_bytes([coded[9], coded[10]]) >= 2,
+                "one cluster in mode 8"
+            );
+        }
         coded
     }
 
