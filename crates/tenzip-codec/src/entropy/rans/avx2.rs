@@ -2,7 +2,7 @@
 //! load or store of a slice or array at least as long as the access (each block says why), and every
 //! gather index is masked below the table's length.
 
-use super::{Entry, Frequencies, WordReader, LOWER, TABLE_SIZE};
+use super::{Entry, WordReader, LOWER, TABLE_SIZE};
 use std::arch::x86_64::*;
 
 // A state wants a word when its top 16 bits are zero.
@@ -47,27 +47,6 @@ const SHED_TO_TOP: [[u8; 16]; 256] = {
     table
 };
 
-/// Each symbol's coding parameters in one 64-bit entry: the low half is the magic number of Granlund and
-/// Montgomery's division by the count `f` (exact for every 32-bit dividend, with no 64-bit product, which
-/// AVX2 lacks), the high half `f | cum << 12 | sh2 << 24 | sh1 << 28`, with `l` the bits of `f - 1`, magic
-/// `2^32 * (2^l - f) / f + 1`, `sh1 = min(l, 1)`, `sh2 = max(l, 1) - 1`, and
-/// `x / f = (t + ((x - t) >> sh1)) >> sh2` for `t` the high word of `x * magic`.
-pub(super) fn symbol_table(frequencies: &Frequencies) -> [u64; 256] {
-    let mut table = [0; 256];
-    let mut cum = 0;
-    for (entry, &count) in table.iter_mut().zip(frequencies.counts()) {
-        if count > 0 {
-            let count = u64::from(count);
-            let l = u64::from(64 - (count - 1).leading_zeros());
-            let magic = (1 << 32) * ((1 << l) - count) / count + 1;
-            let params = count | cum << 12 | (l.max(1) - 1) << 24 | l.min(1) << 28;
-            *entry = magic | params << 32;
-            cum += count;
-        }
-    }
-    table
-}
-
 /// The states of `GROUPS` groups of 16 lanes, two registers a group.
 ///
 /// # Safety
@@ -100,8 +79,8 @@ unsafe fn store<const GROUPS: usize>(
 }
 
 /// Codes whole steps of `16 * GROUPS` symbols onto `states`, last step first, exactly as `encode_scalar`
-/// would: each symbol's parameters one 64-bit entry, the shed words of eight lanes stored together below
-/// `free` in `room`.
+/// would: each symbol's parameters one 64-bit entry of `table` ([`super::vector_symbol_table`]), the shed
+/// words of eight lanes stored together below `free` in `room`.
 ///
 /// # Safety
 /// The CPU must support AVX2.

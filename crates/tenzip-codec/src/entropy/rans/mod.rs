@@ -122,7 +122,8 @@ thread_local! {
     static WORD_ROOM: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Bytes of room below the words: the vector encoder stores 16 bytes at a time, of which it keeps the top ones.
+/// Bytes of room below the words: the vector encoders store 16 bytes (AVX2) or 32 (AVX-512) at a time, of
+/// which they keep the top ones.
 const ROOM_BELOW: usize = 32;
 
 /// Appends the body (frequencies, final states, words) coding `symbols` in `lanes`, of which every one must
@@ -182,26 +183,15 @@ fn encode_with<const GROUPS: usize>(
         let whole = symbols.len() / (16 * GROUPS) * (16 * GROUPS);
         let lanes = states.as_flattened_mut();
         encode_scalar(&coders, log, lanes, &symbols[whole..], room, &mut free);
-        let (steps, mut scalar_steps) = (&symbols[..whole], whole);
-        #[cfg(target_arch = "x86_64")]
-        #[allow(unsafe_code)]
-        match path {
-            Path::Avx512 if Path::has_avx512() => {
-                let table = avx2::symbol_table(frequencies);
-                // SAFETY: AVX-512F, BW and VL are available, as just checked.
-                unsafe { avx512::encode_steps(&table, log, &mut states, steps, room, &mut free) };
-                scalar_steps = 0;
-            }
-            Path::Avx2 if std::arch::is_x86_feature_detected!("avx2") => {
-                let table = avx2::symbol_table(frequencies);
-                // SAFETY: AVX2 is available, as just checked.
-                unsafe { avx2::encode_steps(&table, log, &mut states, steps, room, &mut free) };
-                scalar_steps = 0;
-            }
-            _ => {}
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (path, steps);
+        let vectorised = vector_encode_steps(
+            path,
+            frequencies,
+            &mut states,
+            &symbols[..whole],
+            room,
+            &mut free,
+        );
+        let scalar_steps = if vectorised { 0 } else { whole };
         let lanes = states.as_flattened_mut();
         encode_scalar(
             &coders,
@@ -216,6 +206,71 @@ fn encode_with<const GROUPS: usize>(
         }
         out.extend_from_slice(&room[free..]);
     });
+}
+
+/// Codes the whole steps of `steps` (a multiple of `16 * GROUPS` symbols) onto `states` on `path`'s vector
+/// encoder, where the CPU has it; returns whether it did (else the caller codes them on the portable path).
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+fn vector_encode_steps<const GROUPS: usize>(
+    path: Path,
+    frequencies: &Frequencies,
+    states: &mut [[u32; 16]; GROUPS],
+    steps: &[u8],
+    room: &mut [u8],
+    free: &mut usize,
+) -> bool {
+    let log = frequencies.log();
+    match path {
+        Path::Avx512 if Path::has_avx512() => {
+            let table = vector_symbol_table(frequencies);
+            // SAFETY: AVX-512F, BW and VL are available, as just checked.
+            unsafe { avx512::encode_steps(&table, log, states, steps, room, free) };
+            true
+        }
+        Path::Avx2 if std::arch::is_x86_feature_detected!("avx2") => {
+            let table = vector_symbol_table(frequencies);
+            // SAFETY: AVX2 is available, as just checked.
+            unsafe { avx2::encode_steps(&table, log, states, steps, room, free) };
+            true
+        }
+        _ => false,
+    }
+}
+
+/// See the x86-64 version: elsewhere there is no vector encoder.
+#[cfg(not(target_arch = "x86_64"))]
+fn vector_encode_steps<const GROUPS: usize>(
+    _: Path,
+    _: &Frequencies,
+    _: &mut [[u32; 16]; GROUPS],
+    _: &[u8],
+    _: &mut [u8],
+    _: &mut usize,
+) -> bool {
+    false
+}
+
+/// Each symbol's coding parameters in one 64-bit entry, for the vector encoders: the low half is the magic
+/// number of Granlund and Montgomery's division by the count `f` (exact for every 32-bit dividend, with no
+/// 64-bit product, which neither AVX2 nor AVX-512F has), the high half `f | cum << 12 | sh2 << 24 | sh1 <<
+/// 28`, with `l` the bits of `f - 1`, magic `2^32 * (2^l - f) / f + 1`, `sh1 = min(l, 1)`,
+/// `sh2 = max(l, 1) - 1`, and `x / f = (t + ((x - t) >> sh1)) >> sh2` for `t` the high word of `x * magic`.
+#[cfg(target_arch = "x86_64")]
+fn vector_symbol_table(frequencies: &Frequencies) -> [u64; 256] {
+    let mut table = [0; 256];
+    let mut cum = 0;
+    for (entry, &count) in table.iter_mut().zip(frequencies.counts()) {
+        if count > 0 {
+            let count = u64::from(count);
+            let l = u64::from(64 - (count - 1).leading_zeros());
+            let magic = (1 << 32) * ((1 << l) - count) / count + 1;
+            let params = count | cum << 12 | (l.max(1) - 1) << 24 | l.min(1) << 28;
+            *entry = magic | params << 32;
+            cum += count;
+        }
+    }
+    table
 }
 
 /// Codes `symbols` (whose first one belongs to lane 0) onto `states` (a multiple of 8 lanes), last symbol
@@ -376,22 +431,7 @@ fn decode_with<const GROUPS: usize>(path: Path, body: &[u8], out: &mut [u8]) -> 
             overrun: false,
         };
         let log = frequencies.log();
-        let mut done = 0;
-        #[cfg(target_arch = "x86_64")]
-        #[allow(unsafe_code)]
-        match path {
-            Path::Avx512 if Path::has_avx512() => {
-                // SAFETY: AVX-512F is available, as just checked.
-                done = unsafe { avx512::decode_steps(&table, log, &mut states, &mut reader, out) };
-            }
-            Path::Avx2 if std::arch::is_x86_feature_detected!("avx2") => {
-                // SAFETY: AVX2 is available, as just checked.
-                done = unsafe { avx2::decode_steps(&table, log, &mut states, &mut reader, out) };
-            }
-            _ => {}
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = path;
+        let done = vector_decode_steps(path, &table, log, &mut states, &mut reader, out);
         let lanes = states.as_flattened_mut();
         decode_scalar(&table, log, lanes, &mut reader, out, done);
         if reader.overrun || reader.pos != words.len() {
@@ -406,6 +446,44 @@ fn decode_with<const GROUPS: usize>(path: Path, body: &[u8], out: &mut [u8]) -> 
         }
         Ok(())
     })
+}
+
+/// Decodes whole steps from the start of `out` on `path`'s vector decoder, where the CPU has it; returns the
+/// symbols decoded (none where it does not).
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+fn vector_decode_steps<const GROUPS: usize>(
+    path: Path,
+    table: &[Entry; TABLE_SIZE],
+    log: u32,
+    states: &mut [[u32; 16]; GROUPS],
+    reader: &mut WordReader,
+    out: &mut [u8],
+) -> usize {
+    match path {
+        // SAFETY: AVX-512F is available, as just checked.
+        Path::Avx512 if Path::has_avx512() => unsafe {
+            avx512::decode_steps(table, log, states, reader, out)
+        },
+        // SAFETY: AVX2 is available, as just checked.
+        Path::Avx2 if std::arch::is_x86_feature_detected!("avx2") => unsafe {
+            avx2::decode_steps(table, log, states, reader, out)
+        },
+        _ => 0,
+    }
+}
+
+/// See the x86-64 version: elsewhere there is no vector decoder.
+#[cfg(not(target_arch = "x86_64"))]
+fn vector_decode_steps<const GROUPS: usize>(
+    _: Path,
+    _: &[Entry; TABLE_SIZE],
+    _: u32,
+    _: &mut [[u32; 16]; GROUPS],
+    _: &mut WordReader,
+    _: &mut [u8],
+) -> usize {
+    0
 }
 
 /// Reads the word stream; reading past its end yields zeros and marks the stream corrupt.
