@@ -69,8 +69,7 @@ impl Lanes {
     /// too: at 1% the file restores 20% faster for 5 KB more in 30 MB). Skewed streams (per-channel signs:
     /// 143K symbols in 1.8 KB) code in few bytes but decode symbol by symbol, so a block of 32K symbols or
     /// more takes 32 lanes however short it codes (they decode it at least 20 us faster than tANS); 64 lanes
-    /// gain such a block only a quarter of that time for 128 bytes more, which took K/V pages of 256 tokens
-    /// 0.001 larger, so they must pay by size.
+    /// would gain such a block only a quarter of that time for 128 bytes more, so they must pay by size.
     pub fn for_block(tans_len: usize, symbols: usize) -> Option<Lanes> {
         let states_pay = |lanes: Lanes| tans_len >= 100 * 4 * lanes.count();
         if states_pay(Lanes::Wide) {
