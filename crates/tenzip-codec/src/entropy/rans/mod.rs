@@ -209,7 +209,6 @@ fn encode_with<const GROUPS: usize>(
 
 /// Codes the whole steps of `steps` (a multiple of `16 * GROUPS` symbols) onto `states` on `path`'s vector
 /// encoder, where the CPU has it; returns whether it did (else the caller codes them on the portable path).
-#[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 fn vector_encode_steps<const GROUPS: usize>(
     path: Path,
@@ -219,34 +218,27 @@ fn vector_encode_steps<const GROUPS: usize>(
     room: &mut [u8],
     free: &mut usize,
 ) -> bool {
-    let log = frequencies.log();
-    match path {
-        Path::Avx512 if Path::has_avx512() => {
-            let table = vector_symbol_table(frequencies);
-            // SAFETY: AVX-512F, BW and VL are available, as just checked.
-            unsafe { avx512::encode_steps(&table, log, states, steps, room, free) };
-            true
+    #[cfg(target_arch = "x86_64")]
+    {
+        let log = frequencies.log();
+        match path {
+            Path::Avx512 if Path::has_avx512() => {
+                let table = vector_symbol_table(frequencies);
+                // SAFETY: AVX-512F, BW and VL are available, as just checked.
+                unsafe { avx512::encode_steps(&table, log, states, steps, room, free) };
+                return true;
+            }
+            Path::Avx2 if std::arch::is_x86_feature_detected!("avx2") => {
+                let table = vector_symbol_table(frequencies);
+                // SAFETY: AVX2 is available, as just checked.
+                unsafe { avx2::encode_steps(&table, log, states, steps, room, free) };
+                return true;
+            }
+            _ => {}
         }
-        Path::Avx2 if std::arch::is_x86_feature_detected!("avx2") => {
-            let table = vector_symbol_table(frequencies);
-            // SAFETY: AVX2 is available, as just checked.
-            unsafe { avx2::encode_steps(&table, log, states, steps, room, free) };
-            true
-        }
-        _ => false,
     }
-}
-
-/// See the x86-64 version: elsewhere there is no vector encoder.
-#[cfg(not(target_arch = "x86_64"))]
-fn vector_encode_steps<const GROUPS: usize>(
-    _: Path,
-    _: &Frequencies,
-    _: &mut [[u32; 16]; GROUPS],
-    _: &[u8],
-    _: &mut [u8],
-    _: &mut usize,
-) -> bool {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (path, frequencies, states, steps, room, free);
     false
 }
 
@@ -449,7 +441,6 @@ fn decode_with<const GROUPS: usize>(path: Path, body: &[u8], out: &mut [u8]) -> 
 
 /// Decodes whole steps from the start of `out` on `path`'s vector decoder, where the CPU has it; returns the
 /// symbols decoded (none where it does not).
-#[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 fn vector_decode_steps<const GROUPS: usize>(
     path: Path,
@@ -459,29 +450,20 @@ fn vector_decode_steps<const GROUPS: usize>(
     reader: &mut WordReader,
     out: &mut [u8],
 ) -> usize {
+    #[cfg(target_arch = "x86_64")]
     match path {
         // SAFETY: AVX-512F is available, as just checked.
-        Path::Avx512 if Path::has_avx512() => unsafe {
-            avx512::decode_steps(table, log, states, reader, out)
-        },
+        Path::Avx512 if Path::has_avx512() => {
+            return unsafe { avx512::decode_steps(table, log, states, reader, out) };
+        }
         // SAFETY: AVX2 is available, as just checked.
-        Path::Avx2 if std::arch::is_x86_feature_detected!("avx2") => unsafe {
-            avx2::decode_steps(table, log, states, reader, out)
-        },
-        _ => 0,
+        Path::Avx2 if std::arch::is_x86_feature_detected!("avx2") => {
+            return unsafe { avx2::decode_steps(table, log, states, reader, out) };
+        }
+        _ => {}
     }
-}
-
-/// See the x86-64 version: elsewhere there is no vector decoder.
-#[cfg(not(target_arch = "x86_64"))]
-fn vector_decode_steps<const GROUPS: usize>(
-    _: Path,
-    _: &[Entry; TABLE_SIZE],
-    _: u32,
-    _: &mut [[u32; 16]; GROUPS],
-    _: &mut WordReader,
-    _: &mut [u8],
-) -> usize {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (path, table, log, states, reader, out);
     0
 }
 
