@@ -28,7 +28,8 @@ pub fn gguf_header(data: &[u8]) {
 }
 
 /// The ANS decoders on any body, for the symbol count its first two bytes give: errors, never a panic; and
-/// each of the rANS decoder's vector paths gives what its portable path gives, error for error and byte for byte.
+/// each of the rANS decoder's vector paths gives what its portable path gives, error for error and byte for
+/// byte, storing symbols and joining them with low bytes into 16-bit values.
 pub fn ans_decode(data: &[u8]) {
     use tenzip_codec::entropy::{rans, tans};
     let [low, high, body @ ..] = data else {
@@ -36,13 +37,24 @@ pub fn ans_decode(data: &[u8]) {
     };
     let len = usize::from(u16::from_le_bytes([*low, *high]));
     let _ = tans::decode(body, &mut vec![0; len]);
+    let low_bytes: Vec<u8> = (0..len).map(|i| (i * 167 + 13) as u8).collect();
     for lanes in rans::Lanes::ALL {
-        let mut portable = vec![0; len];
-        let expected = rans::decode_on(rans::Path::Portable, body, lanes, &mut portable);
-        for path in rans::Path::available() {
-            let mut out = vec![0; len];
-            assert_eq!(rans::decode_on(path, body, lanes, &mut out), expected);
-            assert_eq!(out, portable);
+        for fields16 in [false, true] {
+            let decode = |path| {
+                let mut out = vec![0; if fields16 { 2 * len } else { len }];
+                let output = match fields16 {
+                    true => rans::Output::Fields16 {
+                        low: &low_bytes,
+                        values: &mut out,
+                    },
+                    false => rans::Output::Symbols(&mut out),
+                };
+                (rans::decode_on(path, body, lanes, output), out)
+            };
+            let expected = decode(rans::Path::Portable);
+            for path in rans::Path::available() {
+                assert!(decode(path) == expected, "{path:?} differs");
+            }
         }
     }
 }
@@ -88,7 +100,8 @@ pub fn ans_encode(data: &[u8]) {
             assert_eq!(body, portable);
         }
         let mut out = vec![0; symbols.len()];
-        assert_eq!(rans::decode(&portable, lanes, &mut out), Ok(()));
+        let output = rans::Output::Symbols(&mut out);
+        assert_eq!(rans::decode(&portable, lanes, output), Ok(()));
         assert_eq!(out, symbols);
     }
 }

@@ -91,8 +91,8 @@ fn coders(c: &mut Criterion) {
     let decoders: [Decoder; 4] = [
         &huffman::decode,
         &tans::decode,
-        &|body, out| rans::decode(body, narrow, out),
-        &|body, out| rans::decode(body, wide, out),
+        &|body, out| rans::decode(body, narrow, rans::Output::Symbols(out)),
+        &|body, out| rans::decode(body, wide, rans::Output::Symbols(out)),
     ];
     for ((name, encode), decode) in encoders.into_iter().zip(decoders) {
         let mut body = Vec::new();

@@ -1,6 +1,6 @@
 //! One chunk: split into field streams, each coded as an [`entropy`](crate::entropy) block.
 
-use crate::entropy::{self, Block, Preference};
+use crate::entropy::{self, rans, Block, Preference};
 use crate::rows::{self, RepeatedRows};
 use crate::{Error, Layout, Split};
 
@@ -358,6 +358,9 @@ fn decode_split(
             trailing => Err(Error::TrailingBytes(trailing)),
         };
     }
+    if split == Split::Fields16 && decode_fields16_in_one_pass(rest, out)? {
+        return Ok(());
+    }
     let count = split.stream_count();
     let (buffers, regroup) = scratch.parts(count);
     // Stored streams are merged straight from the payload; only coded ones go through the buffers.
@@ -399,6 +402,27 @@ fn decode_split(
     }
     split.merge(&streams[..count], out, regroup);
     Ok(())
+}
+
+/// Decodes a 16-bit split whose high bytes are rANS-coded and whose low bytes are stored (nearly every chunk
+/// of a flat BF16 or F16 tensor) in one pass, merging as the symbols come ([`rans::Output::Fields16`]);
+/// `false`, having written nothing, where the chunk is coded otherwise.
+fn decode_fields16_in_one_pass(blocks: &[u8], out: &mut [u8]) -> Result<bool, Error> {
+    let (high, used) = Block::parse(blocks)?;
+    let Block::Rans(lanes, body) = high else {
+        return Ok(false);
+    };
+    let (low, low_used) = Block::parse(&blocks[used..])?;
+    match low {
+        Block::Raw(low) if low.len() == out.len() / 2 => {
+            if used + low_used < blocks.len() {
+                return Err(Error::TrailingBytes(blocks.len() - used - low_used));
+            }
+            rans::decode(body, lanes, rans::Output::Fields16 { low, values: out })?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 #[cfg(test)]

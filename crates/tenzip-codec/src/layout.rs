@@ -433,9 +433,15 @@ fn split_16(values: &[u8], high: &mut [u8], low: &mut [u8]) {
 
 fn merge_16(high: &[u8], low: &[u8], out: &mut [u8]) {
     for ((value, &high), &low) in out.chunks_exact_mut(2).zip(high).zip(low) {
-        let bits = (u16::from(low & 0x80) << 8) | (u16::from(high) << 7) | u16::from(low & 0x7f);
-        value.copy_from_slice(&bits.to_le_bytes());
+        value.copy_from_slice(&join_16(high, low));
     }
+}
+
+/// The value (little-endian) whose fields [`split_16`] gives as `high` and `low`.
+#[inline]
+pub(crate) fn join_16(high: u8, low: u8) -> [u8; 2] {
+    let bits = (u16::from(low & 0x80) << 8) | (u16::from(high) << 7) | u16::from(low & 0x7f);
+    bits.to_le_bytes()
 }
 
 /// 32-bit values: the exponent (bits 30..23), sign with mantissa bits 22..16, mantissa bits 15..8, 7..0.

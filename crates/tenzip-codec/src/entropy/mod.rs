@@ -620,7 +620,7 @@ impl<'a> Block<'a> {
             Block::Run(symbol) => out.fill(symbol),
             Block::Huffman(body) => huffman::decode(body, out)?,
             Block::Tans(body) => tans::decode(body, out)?,
-            Block::Rans(lanes, body) => rans::decode(body, lanes, out)?,
+            Block::Rans(lanes, body) => rans::decode(body, lanes, rans::Output::Symbols(out))?,
             Block::Deflate(body) => {
                 let inflated = miniz_oxide::inflate::decompress_slice_iter_to_slice(
                     out,

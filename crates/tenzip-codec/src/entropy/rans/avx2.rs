@@ -2,7 +2,7 @@
 //! load or store of a slice or array at least as long as the access (each block says why), and every
 //! gather index is masked below the table's length.
 
-use super::{Entry, WordReader, LOWER, TABLE_SIZE};
+use super::{join_16_x16, Entry, WordReader, LOWER, TABLE_SIZE};
 use std::arch::x86_64::*;
 
 // A state wants a word when its top 16 bits are zero.
@@ -156,19 +156,22 @@ pub(super) unsafe fn encode_steps<const GROUPS: usize>(
     *free = at;
 }
 
-/// Decodes whole steps of `16 * GROUPS` symbols from the start of `out` while a step's words are surely in
-/// the stream, exactly as `decode_scalar` would; returns the symbols decoded.
+/// Decodes whole steps of `16 * GROUPS` symbols while a step's words are surely in the stream, exactly as
+/// `decode_scalar` would, into `out` from its start: the symbols, or with `FIELDS16` the 16-bit values they
+/// make with `low` (`out` twice as long); returns the symbols decoded.
 ///
 /// # Safety
 /// The CPU must support AVX2.
 #[target_feature(enable = "avx2,popcnt")]
-pub(super) unsafe fn decode_steps<const GROUPS: usize>(
+pub(super) unsafe fn decode_steps<const GROUPS: usize, const FIELDS16: bool>(
     table: &[Entry; TABLE_SIZE],
     log: u32,
     states: &mut [[u32; 16]; GROUPS],
     reader: &mut WordReader,
+    low: &[u8],
     out: &mut [u8],
 ) -> usize {
+    let len = if FIELDS16 { low.len() } else { out.len() };
     let slot_mask = _mm256_set1_epi32((1 << log) - 1);
     let low_12 = _mm256_set1_epi32(0xfff);
     let log = _mm_cvtsi32_si128(log as i32);
@@ -181,7 +184,7 @@ pub(super) unsafe fn decode_steps<const GROUPS: usize>(
     let mut done = 0;
     // A step loads 16 bytes of words per register, each from where the one before stopped reading, which is
     // at most 16 bytes further.
-    while done + 16 * GROUPS <= out.len() && reader.pos + 32 * GROUPS <= reader.words.len() {
+    while done + 16 * GROUPS <= len && reader.pos + 32 * GROUPS <= reader.words.len() {
         // SAFETY: every gather index is masked below 2^log <= TABLE_SIZE, the table's length.
         let entries = registers.map(|group| {
             group.map(|states| unsafe {
@@ -201,10 +204,7 @@ pub(super) unsafe fn decode_steps<const GROUPS: usize>(
             let scaled = _mm256_mullo_epi32(count, _mm256_srl_epi32(*states, log));
             *states = _mm256_add_epi32(scaled, bias);
         }
-        for ([first, second], target) in entries
-            .iter()
-            .zip(out[done..done + 16 * GROUPS].chunks_exact_mut(16))
-        {
+        for (group, [first, second]) in entries.iter().enumerate() {
             let symbols = _mm256_packus_epi16(
                 _mm256_packus_epi32(
                     _mm256_srli_epi32::<24>(*first),
@@ -212,11 +212,17 @@ pub(super) unsafe fn decode_steps<const GROUPS: usize>(
                 ),
                 zero,
             );
-            let symbols = _mm256_permutevar8x32_epi32(symbols, symbol_order);
-            // SAFETY: stores 16 bytes into `target`, which holds 16.
-            unsafe {
-                _mm_storeu_si128(target.as_mut_ptr().cast(), _mm256_castsi256_si128(symbols))
-            };
+            let symbols =
+                _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(symbols, symbol_order));
+            let at = done + 16 * group;
+            if FIELDS16 {
+                let (low, values) = (&low[at..at + 16], &mut out[2 * at..2 * at + 32]);
+                join_16_x16(symbols, low.try_into().unwrap(), values.try_into().unwrap());
+            } else {
+                let target = &mut out[at..at + 16];
+                // SAFETY: stores 16 bytes into `target`, which holds 16.
+                unsafe { _mm_storeu_si128(target.as_mut_ptr().cast(), symbols) };
+            }
         }
         for states in registers.as_flattened_mut() {
             let wants = _mm256_cmpeq_epi32(_mm256_srli_epi32::<16>(*states), zero);

@@ -6,22 +6,25 @@
 //! store of a slice or array at least as long as the access (each block says why), and every gather index
 //! is masked below the table's length.
 
-use super::{Entry, WordReader, LOWER, TABLE_SIZE};
+use super::{join_16_x16, Entry, WordReader, LOWER, TABLE_SIZE};
 use std::arch::x86_64::*;
 
-/// Decodes whole steps of `16 * GROUPS` symbols from the start of `out` while a step's words are surely in
-/// the stream, exactly as `decode_scalar` would; returns the symbols decoded.
+/// Decodes whole steps of `16 * GROUPS` symbols while a step's words are surely in the stream, exactly as
+/// `decode_scalar` would, into `out` from its start: the symbols, or with `FIELDS16` the 16-bit values they
+/// make with `low` (`out` twice as long); returns the symbols decoded.
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f,popcnt")]
-pub(super) unsafe fn decode_steps<const GROUPS: usize>(
+pub(super) unsafe fn decode_steps<const GROUPS: usize, const FIELDS16: bool>(
     table: &[Entry; TABLE_SIZE],
     log: u32,
     states: &mut [[u32; 16]; GROUPS],
     reader: &mut WordReader,
+    low: &[u8],
     out: &mut [u8],
 ) -> usize {
+    let len = if FIELDS16 { low.len() } else { out.len() };
     let slot_mask = _mm512_set1_epi32((1 << log) - 1);
     let low_12 = _mm512_set1_epi32(0xfff);
     let lower = _mm512_set1_epi32(LOWER as i32);
@@ -32,20 +35,26 @@ pub(super) unsafe fn decode_steps<const GROUPS: usize>(
     let mut done = 0;
     // A step loads 32 bytes of words per register, each from where the one before stopped reading, which is
     // at most 32 bytes further.
-    while done + 16 * GROUPS <= out.len() && pos + 32 * GROUPS <= words.len() {
+    while done + 16 * GROUPS <= len && pos + 32 * GROUPS <= words.len() {
         // SAFETY: every gather index is masked below 2^log <= TABLE_SIZE, the table's length.
         let entries = registers.map(|states| unsafe {
             _mm512_i32gather_epi32::<4>(_mm512_and_si512(states, slot_mask), table.as_ptr().cast())
         });
-        let targets = out[done..done + 16 * GROUPS].chunks_exact_mut(16);
-        for ((states, entries), target) in registers.iter_mut().zip(entries).zip(targets) {
+        for (group, (states, entries)) in registers.iter_mut().zip(entries).enumerate() {
             let count = _mm512_and_si512(entries, low_12);
             let bias = _mm512_and_si512(_mm512_srli_epi32::<12>(entries), low_12);
             let scaled = _mm512_mullo_epi32(count, _mm512_srl_epi32(*states, log));
             *states = _mm512_add_epi32(scaled, bias);
             let symbols = _mm512_cvtepi32_epi8(_mm512_srli_epi32::<24>(entries));
-            // SAFETY: stores 16 bytes into `target`, which holds 16.
-            unsafe { _mm_storeu_si128(target.as_mut_ptr().cast(), symbols) };
+            let at = done + 16 * group;
+            if FIELDS16 {
+                let (low, values) = (&low[at..at + 16], &mut out[2 * at..2 * at + 32]);
+                join_16_x16(symbols, low.try_into().unwrap(), values.try_into().unwrap());
+            } else {
+                let target = &mut out[at..at + 16];
+                // SAFETY: stores 16 bytes into `target`, which holds 16.
+                unsafe { _mm_storeu_si128(target.as_mut_ptr().cast(), symbols) };
+            }
         }
         for states in &mut registers {
             let wants = _mm512_cmplt_epu32_mask(*states, lower);
