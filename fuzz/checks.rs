@@ -29,7 +29,7 @@ pub fn gguf_header(data: &[u8]) {
 
 /// The ANS decoders on any body, for the symbol count its first two bytes give: errors, never a panic; and
 /// each of the rANS decoder's vector paths gives what its portable path gives, error for error and byte for
-/// byte, storing symbols and joining them with low bytes into 16-bit values.
+/// byte, putting symbols and joining them with other fields into 16- and 32-bit values.
 pub fn ans_decode(data: &[u8]) {
     use tenzip_codec::entropy::{rans, tans};
     let [low, high, body @ ..] = data else {
@@ -37,23 +37,32 @@ pub fn ans_decode(data: &[u8]) {
     };
     let len = usize::from(u16::from_le_bytes([*low, *high]));
     let _ = tans::decode(body, &mut vec![0; len]);
-    let low_bytes: Vec<u8> = (0..len).map(|i| (i * 167 + 13) as u8).collect();
+    let field = |seed: usize| -> Vec<u8> { (0..len).map(|i| (i * seed + 13) as u8).collect() };
+    let rest = [field(167), field(89), field(251)];
     for lanes in rans::Lanes::ALL {
-        for fields16 in [false, true] {
+        for value_size in [1, 2, 4] {
             let decode = |path| {
-                let mut out = vec![0; if fields16 { 2 * len } else { len }];
-                let output = match fields16 {
-                    true => rans::Output::Fields16 {
-                        low: &low_bytes,
-                        values: &mut out,
+                let mut out = vec![0; value_size * len];
+                let values = &mut out;
+                let output = match value_size {
+                    1 => rans::Output::Symbols(values),
+                    2 => rans::Output::Fields16 {
+                        low: &rest[0],
+                        values,
                     },
-                    false => rans::Output::Symbols(&mut out),
+                    _ => rans::Output::Fields32 {
+                        rest: [&rest[0], &rest[1], &rest[2]],
+                        values,
+                    },
                 };
                 (rans::decode_on(path, body, lanes, output), out)
             };
             let expected = decode(rans::Path::Portable);
             for path in rans::Path::available() {
-                assert!(decode(path) == expected, "{path:?} differs");
+                assert!(
+                    decode(path) == expected,
+                    "{path:?} differs ({value_size}-byte values)"
+                );
             }
         }
     }

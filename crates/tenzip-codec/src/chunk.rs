@@ -358,7 +358,7 @@ fn decode_split(
             trailing => Err(Error::TrailingBytes(trailing)),
         };
     }
-    if split == Split::Fields16 && decode_fields16_in_one_pass(rest, out)? {
+    if decode_in_one_pass(split, rest, out)? {
         return Ok(());
     }
     let count = split.stream_count();
@@ -404,25 +404,41 @@ fn decode_split(
     Ok(())
 }
 
-/// Decodes a 16-bit split whose high bytes are rANS-coded and whose low bytes are stored (nearly every chunk
-/// of a flat BF16 or F16 tensor) in one pass, merging as the symbols come ([`rans::Output::Fields16`]);
-/// `false`, having written nothing, where the chunk is coded otherwise.
-fn decode_fields16_in_one_pass(blocks: &[u8], out: &mut [u8]) -> Result<bool, Error> {
-    let (high, used) = Block::parse(blocks)?;
-    let Block::Rans(lanes, body) = high else {
+/// Decodes a field split whose first field (the exponent, or the F16 high byte) is rANS-coded and whose other
+/// fields are stored, nearly every chunk of a flat BF16, F16 or F32 tensor, in one pass: the decoder joins
+/// each symbol with the stored fields' bytes as it comes ([`rans::Output`]). `false`, having written nothing,
+/// where the chunk is coded otherwise.
+fn decode_in_one_pass(split: Split, blocks: &[u8], out: &mut [u8]) -> Result<bool, Error> {
+    if !matches!(split, Split::Fields16 | Split::Fields32) {
+        return Ok(false);
+    }
+    let count = split.stream_count();
+    let (first, mut used) = Block::parse(blocks)?;
+    let Block::Rans(lanes, body) = first else {
         return Ok(false);
     };
-    let (low, low_used) = Block::parse(&blocks[used..])?;
-    match low {
-        Block::Raw(low) if low.len() == out.len() / 2 => {
-            if used + low_used < blocks.len() {
-                return Err(Error::TrailingBytes(blocks.len() - used - low_used));
+    let mut rest: [&[u8]; 3] = [&[]; 3];
+    for (index, field) in rest.iter_mut().enumerate().take(count - 1) {
+        match Block::parse(&blocks[used..])? {
+            (Block::Raw(bytes), len) if bytes.len() == split.stream_len(index + 1, out.len()) => {
+                *field = bytes;
+                used += len;
             }
-            rans::decode(body, lanes, rans::Output::Fields16 { low, values: out })?;
-            Ok(true)
+            _ => return Ok(false),
         }
-        _ => Ok(false),
     }
+    if used < blocks.len() {
+        return Err(Error::TrailingBytes(blocks.len() - used));
+    }
+    let output = match split {
+        Split::Fields16 => rans::Output::Fields16 {
+            low: rest[0],
+            values: out,
+        },
+        _ => rans::Output::Fields32 { rest, values: out },
+    };
+    rans::decode(body, lanes, output)?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -466,13 +466,19 @@ fn merge_32(exponent: &[u8], sign_top: &[u8], middle: &[u8], bottom: &[u8], out:
     let fields = exponent.iter().zip(sign_top).zip(middle).zip(bottom);
     for (value, (((&exponent, &sign_top), &middle), &bottom)) in out.chunks_exact_mut(4).zip(fields)
     {
-        let bits = (u32::from(sign_top & 0x80) << 24)
-            | (u32::from(exponent) << 23)
-            | (u32::from(sign_top & 0x7f) << 16)
-            | (u32::from(middle) << 8)
-            | u32::from(bottom);
-        value.copy_from_slice(&bits.to_le_bytes());
+        value.copy_from_slice(&join_32(exponent, [sign_top, middle, bottom]));
     }
+}
+
+/// The value (little-endian) whose fields [`split_32`] gives as `exponent` and `[sign_top, middle, bottom]`.
+#[inline]
+pub(crate) fn join_32(exponent: u8, [sign_top, middle, bottom]: [u8; 3]) -> [u8; 4] {
+    let bits = (u32::from(sign_top & 0x80) << 24)
+        | (u32::from(exponent) << 23)
+        | (u32::from(sign_top & 0x7f) << 16)
+        | (u32::from(middle) << 8)
+        | u32::from(bottom);
+    bits.to_le_bytes()
 }
 
 impl fmt::Display for Layout {

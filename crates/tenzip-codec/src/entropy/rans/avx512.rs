@@ -6,25 +6,25 @@
 //! store of a slice or array at least as long as the access (each block says why), and every gather index
 //! is masked below the table's length.
 
-use super::{join_16_x16, Entry, WordReader, LOWER, TABLE_SIZE};
+use super::{put_x16, Entry, WordReader, LOWER, TABLE_SIZE};
 use std::arch::x86_64::*;
 
 /// Decodes whole steps of `16 * GROUPS` symbols while a step's words are surely in the stream, exactly as
-/// `decode_scalar` would, into `out` from its start: the symbols, or with `FIELDS16` the 16-bit values they
-/// make with `low` (`out` twice as long); returns the symbols decoded.
+/// `decode_scalar` would, into `out` from its start as values of `VALUE_SIZE` bytes (`put_x16`: the symbols,
+/// or values joined with `others`); returns the symbols decoded.
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f,popcnt")]
-pub(super) unsafe fn decode_steps<const GROUPS: usize, const FIELDS16: bool>(
+pub(super) unsafe fn decode_steps<const GROUPS: usize, const VALUE_SIZE: usize>(
     table: &[Entry; TABLE_SIZE],
     log: u32,
     states: &mut [[u32; 16]; GROUPS],
     reader: &mut WordReader,
-    low: &[u8],
+    others: &[&[u8]; 3],
     out: &mut [u8],
 ) -> usize {
-    let len = if FIELDS16 { low.len() } else { out.len() };
+    let len = out.len() / VALUE_SIZE;
     let slot_mask = _mm512_set1_epi32((1 << log) - 1);
     let low_12 = _mm512_set1_epi32(0xfff);
     let lower = _mm512_set1_epi32(LOWER as i32);
@@ -46,15 +46,7 @@ pub(super) unsafe fn decode_steps<const GROUPS: usize, const FIELDS16: bool>(
             let scaled = _mm512_mullo_epi32(count, _mm512_srl_epi32(*states, log));
             *states = _mm512_add_epi32(scaled, bias);
             let symbols = _mm512_cvtepi32_epi8(_mm512_srli_epi32::<24>(entries));
-            let at = done + 16 * group;
-            if FIELDS16 {
-                let (low, values) = (&low[at..at + 16], &mut out[2 * at..2 * at + 32]);
-                join_16_x16(symbols, low.try_into().unwrap(), values.try_into().unwrap());
-            } else {
-                let target = &mut out[at..at + 16];
-                // SAFETY: stores 16 bytes into `target`, which holds 16.
-                unsafe { _mm_storeu_si128(target.as_mut_ptr().cast(), symbols) };
-            }
+            put_x16::<VALUE_SIZE>(symbols, others, done + 16 * group, out);
         }
         for states in &mut registers {
             let wants = _mm512_cmplt_epu32_mask(*states, lower);
