@@ -29,7 +29,7 @@ pub fn gguf_header(data: &[u8]) {
 
 /// The ANS decoders on any body, for the symbol count its first two bytes give: errors, never a panic; and
 /// each of the rANS decoder's vector paths gives what its portable path gives, error for error and byte for
-/// byte, putting symbols and joining them with other fields into 16- and 32-bit values.
+/// byte, putting symbols and joining them with other fields into 16- and 32-bit values and FP8 pairs.
 pub fn ans_decode(data: &[u8]) {
     use tenzip_codec::entropy::{rans, tans};
     let [low, high, body @ ..] = data else {
@@ -40,18 +40,26 @@ pub fn ans_decode(data: &[u8]) {
     let field = |seed: usize| -> Vec<u8> { (0..len).map(|i| (i * seed + 13) as u8).collect() };
     let rest = [field(167), field(89), field(251)];
     for lanes in rans::Lanes::ALL {
-        for value_size in [1, 2, 4] {
+        // Symbols; 16-bit values; 32-bit values; FP8 pairs, an odd number of codes where `len` is odd.
+        for (kind, value_len) in [len, 2 * len, 4 * len, 2 * len - len % 2]
+            .into_iter()
+            .enumerate()
+        {
             let decode = |path| {
-                let mut out = vec![0; value_size * len];
+                let mut out = vec![0; value_len];
                 let values = &mut out;
-                let output = match value_size {
-                    1 => rans::Output::Symbols(values),
-                    2 => rans::Output::Fields16 {
+                let output = match kind {
+                    0 => rans::Output::Symbols(values),
+                    1 => rans::Output::Fields16 {
                         low: &rest[0],
                         values,
                     },
-                    _ => rans::Output::Fields32 {
+                    2 => rans::Output::Fields32 {
                         rest: [&rest[0], &rest[1], &rest[2]],
+                        values,
+                    },
+                    _ => rans::Output::Fp8Pairs {
+                        sign_mantissas: &rest[0],
                         values,
                     },
                 };
@@ -59,10 +67,7 @@ pub fn ans_decode(data: &[u8]) {
             };
             let expected = decode(rans::Path::Portable);
             for path in rans::Path::available() {
-                assert!(
-                    decode(path) == expected,
-                    "{path:?} differs ({value_size}-byte values)"
-                );
+                assert!(decode(path) == expected, "{path:?} differs (output {kind})");
             }
         }
     }

@@ -76,7 +76,7 @@ fn encode_split(
     let SplitChoice {
         index: choice,
         histograms,
-    } = choose_split(layout, values, scratch);
+    } = choose_split(layout, values, preference, scratch);
     if layout.split_count() > 1 {
         payload.push(choice as u8);
     }
@@ -158,7 +158,7 @@ pub fn channels_pay(layout: Layout, sample: &[u8]) -> bool {
     if RepeatedRows::find(layout, sample).is_some() {
         return true;
     }
-    let choice = choose_split(layout, sample, &mut Scratch::default());
+    let choice = choose_split(layout, sample, Preference::Size, &mut Scratch::default());
     matches!(layout.split(choice.index), Some(Split::Channels { .. }))
 }
 
@@ -173,10 +173,19 @@ struct SplitChoice {
 /// streams coded per channel), scaled up to the whole chunk, plus an estimate of its tables, times the split's
 /// [`Split::speed_penalty`]. Bytewise splits are costed from the values' byte histogram instead, with no pass
 /// of their own; where every split is bytewise, that histogram counts the whole chunk, which prices the splits
-/// exactly and spares the chosen streams' coders counting them again. Only layouts with a choice pay for this.
-fn choose_split(layout: Layout, values: &[u8], scratch: &mut Scratch) -> SplitChoice {
+/// exactly and spares the chosen streams' coders counting them again. Splits that trade size for speed
+/// ([`Split::is_for_speed`]) are candidates only where speed is preferred. Only layouts with a choice pay for
+/// this.
+fn choose_split(
+    layout: Layout,
+    values: &[u8],
+    preference: Preference,
+    scratch: &mut Scratch,
+) -> SplitChoice {
     let splits = || {
-        (0..layout.split_count()).map(|index| layout.split(index).expect("index below split_count"))
+        (0..layout.split_count())
+            .map(|index| (index, layout.split(index).expect("index below split_count")))
+            .filter(|(_, split)| preference == Preference::Speed || !split.is_for_speed())
     };
     if layout.split_count() == 1 {
         return SplitChoice {
@@ -184,7 +193,7 @@ fn choose_split(layout: Layout, values: &[u8], scratch: &mut Scratch) -> SplitCh
             histograms: None,
         };
     }
-    let all_bytewise = splits().all(Split::is_bytewise);
+    let all_bytewise = splits().all(|(_, split)| split.is_bytewise());
     let value_size = layout.value_size();
     let sample_values = (SAMPLE_LEN / value_size).max(SAMPLE_MIN_VALUES);
     let sample = if all_bytewise {
@@ -196,7 +205,7 @@ fn choose_split(layout: Layout, values: &[u8], scratch: &mut Scratch) -> SplitCh
     let mut byte_histogram = None;
     let mut best = (0, f64::INFINITY, None);
     // A split that cannot represent every value of the chunk (the joint BF16 fields) is not a candidate.
-    for (index, split) in splits().enumerate().filter(|(_, split)| split.fits(values)) {
+    for (index, split) in splits().filter(|(_, split)| split.fits(values)) {
         let (cost, histograms) = if split.is_bytewise() {
             let byte_histogram = byte_histogram.get_or_insert_with(|| entropy::histogram(sample));
             let histograms = bytewise_stream_histograms(split, byte_histogram, scratch);
@@ -404,12 +413,12 @@ fn decode_split(
     Ok(())
 }
 
-/// Decodes a field split whose first field (the exponent, or the F16 high byte) is rANS-coded and whose other
-/// fields are stored, nearly every chunk of a flat BF16, F16 or F32 tensor, in one pass: the decoder joins
-/// each symbol with the stored fields' bytes as it comes ([`rans::Output`]). `false`, having written nothing,
-/// where the chunk is coded otherwise.
+/// Decodes a field split whose first field (the exponents, or the F16 high byte) is rANS-coded and whose
+/// other fields are stored, nearly every chunk of a flat BF16, F16 or F32 tensor and of FP8 pairs, in one
+/// pass: the decoder joins each symbol with the stored fields' bytes as it comes ([`rans::Output`]).
+/// `false`, having written nothing, where the chunk is coded otherwise.
 fn decode_in_one_pass(split: Split, blocks: &[u8], out: &mut [u8]) -> Result<bool, Error> {
-    if !matches!(split, Split::Fields16 | Split::Fields32) {
+    if !matches!(split, Split::Fields16 | Split::Fields32 | Split::Fp8Pairs) {
         return Ok(false);
     }
     let count = split.stream_count();
@@ -433,6 +442,10 @@ fn decode_in_one_pass(split: Split, blocks: &[u8], out: &mut [u8]) -> Result<boo
     let output = match split {
         Split::Fields16 => rans::Output::Fields16 {
             low: rest[0],
+            values: out,
+        },
+        Split::Fp8Pairs => rans::Output::Fp8Pairs {
+            sign_mantissas: rest[0],
             values: out,
         },
         _ => rans::Output::Fields32 { rest, values: out },
@@ -537,7 +550,13 @@ mod tests {
             })
             .collect();
         assert_eq!(
-            choose_split(Layout::F8E4M3, &small, &mut Scratch::default()).index,
+            choose_split(
+                Layout::F8E4M3,
+                &small,
+                Preference::Size,
+                &mut Scratch::default()
+            )
+            .index,
             1
         );
         // A large chunk with exponent and mantissa correlated: the whole code is far smaller.
@@ -545,12 +564,69 @@ mod tests {
             .map(|i| [0x38, 0x41, 0xb9, 0xc0][i as usize % 4])
             .collect();
         assert_eq!(
-            choose_split(Layout::F8E4M3, &large, &mut Scratch::default()).index,
+            choose_split(
+                Layout::F8E4M3,
+                &large,
+                Preference::Size,
+                &mut Scratch::default()
+            )
+            .index,
             0
         );
         assert_eq!(
-            choose_split(Layout::Bf16, &large, &mut Scratch::default()).index,
+            choose_split(
+                Layout::Bf16,
+                &large,
+                Preference::Size,
+                &mut Scratch::default()
+            )
+            .index,
             0
+        );
+    }
+
+    #[test]
+    fn fp8_pairs_are_taken_only_where_speed_is_preferred() {
+        // FP8 weights: exponents around 7, signs and mantissas uniform; an odd count and every code.
+        let mut next = crate::entropy::test_symbols::generator(7);
+        let values: Vec<u8> = (0..200_001)
+            .map(|i| match i % 1000 {
+                0 => (i / 1000 % 256) as u8,
+                _ => {
+                    let random = next() >> 32;
+                    let exponent = 7 + (random >> 8) % 3 - (random >> 16) % 3;
+                    (random & 0x87 | exponent << 3) as u8
+                }
+            })
+            .collect();
+        let coded = |preference| {
+            let (mut scratch, mut payload) = (Scratch::default(), Vec::new());
+            encode_chunk(
+                Layout::F8E4M3,
+                &values,
+                preference,
+                &mut scratch,
+                &mut payload,
+            );
+            let mut out = vec![0; values.len()];
+            decode_chunk(Layout::F8E4M3, &payload, &mut out, &mut scratch).unwrap();
+            assert!(out == values, "{preference:?}");
+            let coding = chunk_coding(Layout::F8E4M3, &payload).unwrap();
+            (coding, payload.len())
+        };
+        let (size_coding, size_len) = coded(Preference::Size);
+        let (speed_coding, speed_len) = coded(Preference::Speed);
+        assert_eq!(size_coding.split, Split::Codes);
+        assert_eq!(speed_coding.split, Split::Fp8Pairs);
+        // The exponent pairs in rANS, the sign-mantissa pairs stored: decoded in one pass.
+        assert_eq!(
+            speed_coding.modes[1],
+            entropy::Mode::Raw,
+            "{speed_coding:?}"
+        );
+        assert!(
+            speed_len as f64 <= size_len as f64 * 1.02,
+            "{speed_len} vs {size_len}"
         );
     }
 
@@ -569,7 +645,7 @@ mod tests {
         let layout = Layout::Bf16.channels(16).unwrap();
         // Exponents 90 to 121: sign and exponent as one symbol per channel.
         let values = rows(90);
-        let choice = choose_split(layout, &values, &mut Scratch::default()).index;
+        let choice = choose_split(layout, &values, Preference::Size, &mut Scratch::default()).index;
         assert_eq!(
             layout.split(choice),
             Some(Split::Channels {
@@ -582,7 +658,7 @@ mod tests {
         assert!(per_channel * 100 < flat * 95, "{per_channel} vs {flat}");
         // Exponents up to 131 do not fit one byte with the sign: the fields go apart.
         let values = rows(100);
-        let choice = choose_split(layout, &values, &mut Scratch::default()).index;
+        let choice = choose_split(layout, &values, Preference::Size, &mut Scratch::default()).index;
         assert_eq!(
             layout.split(choice),
             Some(Split::Channels {
@@ -624,16 +700,16 @@ mod tests {
     fn malformed_splits_and_blocks_are_errors() {
         let mut scratch = Scratch::default();
         let mut out = [0u8; 8];
-        // A split byte past every split (FP8 layouts have two; repeated rows only exist per channel).
+        // A split byte past every split (E5M2 has two; repeated rows only exist per channel).
         assert_eq!(
             decode_chunk(
-                Layout::F8E4M3,
+                Layout::F8E5M2,
                 &[2, 1, 1, 0, 0, 0, 7],
                 &mut out,
                 &mut scratch
             ),
             Err(Error::UnknownSplit {
-                layout: Layout::F8E4M3,
+                layout: Layout::F8E5M2,
                 index: 2
             })
         );

@@ -157,13 +157,13 @@ pub(super) unsafe fn encode_steps<const GROUPS: usize>(
 }
 
 /// Decodes whole steps of `16 * GROUPS` symbols while a step's words are surely in the stream, exactly as
-/// `decode_scalar` would, into `out` from its start as values of `VALUE_SIZE` bytes (`put_x16`: the symbols,
-/// or values joined with `others`); returns the symbols decoded.
+/// `decode_scalar` would, into `out` from its start as the output of kind `JOIN` would put them (`put_x16`:
+/// the symbols, or values joined with `others`); returns the symbols decoded.
 ///
 /// # Safety
 /// The CPU must support AVX2.
 #[target_feature(enable = "avx2,popcnt")]
-pub(super) unsafe fn decode_steps<const GROUPS: usize, const VALUE_SIZE: usize>(
+pub(super) unsafe fn decode_steps<const GROUPS: usize, const JOIN: u8>(
     table: &[Entry; TABLE_SIZE],
     log: u32,
     states: &mut [[u32; 16]; GROUPS],
@@ -171,7 +171,8 @@ pub(super) unsafe fn decode_steps<const GROUPS: usize, const VALUE_SIZE: usize>(
     others: &[&[u8]; 3],
     out: &mut [u8],
 ) -> usize {
-    let len = out.len() / VALUE_SIZE;
+    // Symbols whose values are all there (an odd FP8 pair's last symbol is the scalar tail's).
+    let len = out.len() / super::join::bytes_per_symbol(JOIN);
     let slot_mask = _mm256_set1_epi32((1 << log) - 1);
     let low_12 = _mm256_set1_epi32(0xfff);
     let log = _mm_cvtsi32_si128(log as i32);
@@ -214,7 +215,7 @@ pub(super) unsafe fn decode_steps<const GROUPS: usize, const VALUE_SIZE: usize>(
             );
             let symbols =
                 _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(symbols, symbol_order));
-            put_x16::<VALUE_SIZE>(symbols, others, done + 16 * group, out);
+            put_x16::<JOIN>(symbols, others, done + 16 * group, out);
         }
         for states in registers.as_flattened_mut() {
             let wants = _mm256_cmpeq_epi32(_mm256_srli_epi32::<16>(*states), zero);

@@ -10,13 +10,13 @@ use super::{put_x16, Entry, WordReader, LOWER, TABLE_SIZE};
 use std::arch::x86_64::*;
 
 /// Decodes whole steps of `16 * GROUPS` symbols while a step's words are surely in the stream, exactly as
-/// `decode_scalar` would, into `out` from its start as values of `VALUE_SIZE` bytes (`put_x16`: the symbols,
-/// or values joined with `others`); returns the symbols decoded.
+/// `decode_scalar` would, into `out` from its start as the output of kind `JOIN` would put them (`put_x16`:
+/// the symbols, or values joined with `others`); returns the symbols decoded.
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f,popcnt")]
-pub(super) unsafe fn decode_steps<const GROUPS: usize, const VALUE_SIZE: usize>(
+pub(super) unsafe fn decode_steps<const GROUPS: usize, const JOIN: u8>(
     table: &[Entry; TABLE_SIZE],
     log: u32,
     states: &mut [[u32; 16]; GROUPS],
@@ -24,7 +24,8 @@ pub(super) unsafe fn decode_steps<const GROUPS: usize, const VALUE_SIZE: usize>(
     others: &[&[u8]; 3],
     out: &mut [u8],
 ) -> usize {
-    let len = out.len() / VALUE_SIZE;
+    // Symbols whose values are all there (an odd FP8 pair's last symbol is the scalar tail's).
+    let len = out.len() / super::join::bytes_per_symbol(JOIN);
     let slot_mask = _mm512_set1_epi32((1 << log) - 1);
     let low_12 = _mm512_set1_epi32(0xfff);
     let lower = _mm512_set1_epi32(LOWER as i32);
@@ -46,7 +47,7 @@ pub(super) unsafe fn decode_steps<const GROUPS: usize, const VALUE_SIZE: usize>(
             let scaled = _mm512_mullo_epi32(count, _mm512_srl_epi32(*states, log));
             *states = _mm512_add_epi32(scaled, bias);
             let symbols = _mm512_cvtepi32_epi8(_mm512_srli_epi32::<24>(entries));
-            put_x16::<VALUE_SIZE>(symbols, others, done + 16 * group, out);
+            put_x16::<JOIN>(symbols, others, done + 16 * group, out);
         }
         for states in &mut registers {
             let wants = _mm512_cmplt_epu32_mask(*states, lower);

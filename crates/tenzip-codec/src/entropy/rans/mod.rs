@@ -32,7 +32,7 @@
 
 use super::take;
 use super::tans::Frequencies;
-use crate::layout::{join_16, join_32};
+use crate::layout::{join_16, join_32, join_fp8_pair};
 use crate::Error;
 use std::cell::RefCell;
 
@@ -344,9 +344,10 @@ fn fill_decode_table(
 
 /// Where [`decode`] puts a block's symbols.
 ///
-/// The joining outputs merge a field split (the layouts' `Fields16` and `Fields32`) as the symbols come, the
-/// symbols being the first field: they are never stored and the values are written once. MiniLM's BF16
-/// file restores a fifth faster than by decoding the symbols and then merging them, its F32 file 40% faster.
+/// The joining outputs merge a field split (the layouts' `Fields16`, `Fields32` and `Fp8Pairs`) as the
+/// symbols come, the symbols being its first field: they are never stored and the values are written once.
+/// MiniLM's BF16 file restores a fifth faster than by decoding the symbols and then merging them, its F32
+/// file 40% faster.
 #[derive(Debug)]
 pub enum Output<'a> {
     /// One byte a symbol.
@@ -365,6 +366,31 @@ pub enum Output<'a> {
         /// Four bytes (little-endian) a symbol.
         values: &'a mut [u8],
     },
+    /// FP8 E4M3 codes two by two: codes `2i` and `2i + 1` are [`join_fp8_pair`] of symbol `i` (their
+    /// exponents) and `sign_mantissas[i]`.
+    Fp8Pairs {
+        /// The second field: signs with mantissas, two a byte.
+        sign_mantissas: &'a [u8],
+        /// Two codes a symbol, but one for the last symbol where their count is odd.
+        values: &'a mut [u8],
+    },
+}
+
+/// How the vector decoders put symbols, one const parameter for each kind of [`Output`].
+mod join {
+    pub const SYMBOLS: u8 = 0;
+    pub const FIELDS16: u8 = 1;
+    pub const FIELDS32: u8 = 2;
+    pub const FP8_PAIRS: u8 = 3;
+
+    /// Bytes of values a symbol gives.
+    pub const fn bytes_per_symbol(join: u8) -> usize {
+        match join {
+            FIELDS16 | FP8_PAIRS => 2,
+            FIELDS32 => 4,
+            _ => 1,
+        }
+    }
 }
 
 impl<'a> Output<'a> {
@@ -374,20 +400,25 @@ impl<'a> Output<'a> {
             Output::Symbols(out) => out.len(),
             Output::Fields16 { low, .. } => low.len(),
             Output::Fields32 { rest, .. } => rest[0].len(),
+            Output::Fp8Pairs { sign_mantissas, .. } => sign_mantissas.len(),
         }
     }
 
-    /// The bytes of a value, the other fields' bytes (as many as the split has beyond the symbols) and the
-    /// values: what the vector decoders take.
-    fn parts(&mut self) -> (usize, [&[u8]; 3], &mut [u8]) {
+    /// Its kind (a [`join`] constant), the other fields (as many as the split has beyond the symbols) and
+    /// the values: what the vector decoders take.
+    fn parts(&mut self) -> (u8, [&[u8]; 3], &mut [u8]) {
         match self {
-            Output::Symbols(out) => (1, [&[]; 3], out),
-            Output::Fields16 { low, values } => (2, [low, &[], &[]], values),
-            Output::Fields32 { rest, values } => (4, *rest, values),
+            Output::Symbols(out) => (join::SYMBOLS, [&[]; 3], out),
+            Output::Fields16 { low, values } => (join::FIELDS16, [low, &[], &[]], values),
+            Output::Fields32 { rest, values } => (join::FIELDS32, *rest, values),
+            Output::Fp8Pairs {
+                sign_mantissas,
+                values,
+            } => (join::FP8_PAIRS, [sign_mantissas, &[], &[]], values),
         }
     }
 
-    /// Whether every field is as long as the symbols.
+    /// Whether the fields and values are as long as the symbols make them.
     fn is_consistent(&self) -> bool {
         match self {
             Output::Symbols(_) => true,
@@ -395,6 +426,10 @@ impl<'a> Output<'a> {
             Output::Fields32 { rest, values } => {
                 rest.iter().all(|field| values.len() == 4 * field.len())
             }
+            Output::Fp8Pairs {
+                sign_mantissas,
+                values,
+            } => values.len().div_ceil(2) == sign_mantissas.len(),
         }
     }
 
@@ -407,70 +442,98 @@ impl<'a> Output<'a> {
             }
             Output::Fields32 { rest, values } => values[4 * index..4 * index + 4]
                 .copy_from_slice(&join_32(symbol, rest.map(|field| field[index]))),
+            Output::Fp8Pairs {
+                sign_mantissas,
+                values,
+            } => {
+                let end = (2 * index + 2).min(values.len());
+                let codes = &mut values[2 * index..end];
+                let len = codes.len();
+                codes.copy_from_slice(&join_fp8_pair(symbol, sign_mantissas[index])[..len]);
+            }
         }
     }
 }
 
-/// Puts 16 decoded symbols, the bytes of `symbols`, as values `at..at + 16` of `out`: themselves where
-/// `VALUE_SIZE` is 1, else joined with `others`' bytes as [`Output::Fields16`] or [`Output::Fields32`] say.
-/// SSE2, which every x86-64 CPU has, for the AVX2 and AVX-512 decoders alike.
+/// Puts 16 decoded symbols, the bytes of `symbols`, as values `at..at + 16` of `out` as the [`Output`] of kind
+/// `JOIN` would: themselves, or joined with `others`' bytes. SSE2, which every x86-64 CPU has, for the AVX2
+/// and AVX-512 decoders alike.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[inline(always)]
-fn put_x16<const VALUE_SIZE: usize>(
+fn put_x16<const JOIN: u8>(
     symbols: std::arch::x86_64::__m128i,
     others: &[&[u8]; 3],
     at: usize,
     out: &mut [u8],
 ) {
     use std::arch::x86_64::*;
-    let out = &mut out[VALUE_SIZE * at..VALUE_SIZE * (at + 16)];
+    let size = join::bytes_per_symbol(JOIN);
+    let out = &mut out[size * at..size * (at + 16)];
     // SAFETY: SSE2 is part of x86-64; the loads read the 16 bytes of 16-byte slices, the stores write 16
-    // bytes at offsets 0, 16, 32 and 48 below `out`'s length `16 * VALUE_SIZE`.
+    // bytes at offsets 0, 16, 32 and 48 below `out`'s length `16 * size`.
     unsafe {
         let load = |field: &[u8]| _mm_loadu_si128(field[at..at + 16].as_ptr().cast());
         let mut store = |offset: usize, bytes: __m128i| {
             _mm_storeu_si128(out.as_mut_ptr().add(offset).cast(), bytes)
         };
-        // Fields are joined byte by byte: 16-bit shifts, then masks that drop what crossed a byte. The byte
-        // with the symbol's bit 0 on top of another field's low 7 bits (`upper`), and the one with that
-        // field's top bit over the symbol's other 7 (`lower`), are those of F16 / BF16 values, and bytes 2
-        // and 3 of F32 values.
-        if VALUE_SIZE == 1 {
+        if JOIN == join::SYMBOLS {
             return store(0, symbols);
         }
-        let top = _mm_set1_epi8(i8::MIN);
-        let sign_top = load(others[0]);
+        // Fields are joined byte by byte: 16-bit shifts, then masks that drop what crossed a byte.
+        let second = load(others[0]);
+        let mask = |bits: i8| _mm_set1_epi8(bits);
+        if JOIN == join::FP8_PAIRS {
+            // Code 0 from the low nibbles, code 1 from the high ones: sign (bit 3 of the nibble) at bit 7,
+            // exponent at bits 6..3, mantissa at bits 2..0.
+            let first_codes = _mm_or_si128(
+                _mm_or_si128(
+                    _mm_and_si128(_mm_slli_epi16::<4>(second), mask(i8::MIN)),
+                    _mm_and_si128(_mm_slli_epi16::<3>(symbols), mask(0x78)),
+                ),
+                _mm_and_si128(second, mask(0x07)),
+            );
+            let second_codes = _mm_or_si128(
+                _mm_or_si128(
+                    _mm_and_si128(second, mask(i8::MIN)),
+                    _mm_and_si128(_mm_srli_epi16::<1>(symbols), mask(0x78)),
+                ),
+                _mm_and_si128(_mm_srli_epi16::<4>(second), mask(0x07)),
+            );
+            store(0, _mm_unpacklo_epi8(first_codes, second_codes));
+            store(16, _mm_unpackhi_epi8(first_codes, second_codes));
+            return;
+        }
+        // The byte with the symbol's bit 0 over the second field's low 7 bits (`lower`), and the one with that
+        // field's top bit over the symbol's other 7 (`upper`): bytes 0 and 1 of F16 / BF16 values, bytes 2
+        // and 3 of F32 values.
+        let top = mask(i8::MIN);
         let lower = _mm_or_si128(
             _mm_and_si128(_mm_slli_epi16::<7>(symbols), top),
-            _mm_andnot_si128(top, sign_top),
+            _mm_andnot_si128(top, second),
         );
         let upper = _mm_or_si128(
-            _mm_and_si128(sign_top, top),
+            _mm_and_si128(second, top),
             _mm_andnot_si128(top, _mm_srli_epi16::<1>(symbols)),
         );
-        match VALUE_SIZE {
-            2 => {
-                store(0, _mm_unpacklo_epi8(lower, upper));
-                store(16, _mm_unpackhi_epi8(lower, upper));
-            }
-            4 => {
-                let (middle, bottom) = (load(others[1]), load(others[2]));
-                let (bottom_half_first, bottom_half_second) = (
-                    _mm_unpacklo_epi8(bottom, middle),
-                    _mm_unpackhi_epi8(bottom, middle),
-                );
-                let (top_half_first, top_half_second) = (
-                    _mm_unpacklo_epi8(lower, upper),
-                    _mm_unpackhi_epi8(lower, upper),
-                );
-                store(0, _mm_unpacklo_epi16(bottom_half_first, top_half_first));
-                store(16, _mm_unpackhi_epi16(bottom_half_first, top_half_first));
-                store(32, _mm_unpacklo_epi16(bottom_half_second, top_half_second));
-                store(48, _mm_unpackhi_epi16(bottom_half_second, top_half_second));
-            }
-            _ => unreachable!("values of 1, 2 or 4 bytes"),
+        if JOIN == join::FIELDS16 {
+            store(0, _mm_unpacklo_epi8(lower, upper));
+            store(16, _mm_unpackhi_epi8(lower, upper));
+            return;
         }
+        let (middle, bottom) = (load(others[1]), load(others[2]));
+        let (bottom_half_first, bottom_half_second) = (
+            _mm_unpacklo_epi8(bottom, middle),
+            _mm_unpackhi_epi8(bottom, middle),
+        );
+        let (top_half_first, top_half_second) = (
+            _mm_unpacklo_epi8(lower, upper),
+            _mm_unpackhi_epi8(lower, upper),
+        );
+        store(0, _mm_unpacklo_epi16(bottom_half_first, top_half_first));
+        store(16, _mm_unpackhi_epi16(bottom_half_first, top_half_first));
+        store(32, _mm_unpacklo_epi16(bottom_half_second, top_half_second));
+        store(48, _mm_unpackhi_epi16(bottom_half_second, top_half_second));
     }
 }
 
@@ -587,8 +650,8 @@ fn decode_with<const GROUPS: usize>(
 }
 
 /// Decodes whole steps from the start of `output` on `path`'s vector decoder, where the CPU has it; returns
-/// the symbols decoded (none where it does not). Each decoder is compiled for each value size, so that no
-/// step loop asks how to put its symbols.
+/// the symbols decoded (none where it does not). Each decoder is compiled for each kind of output, so that
+/// no step loop asks how to put its symbols.
 #[allow(unsafe_code)]
 fn vector_decode_steps<const GROUPS: usize>(
     path: Path,
@@ -600,28 +663,35 @@ fn vector_decode_steps<const GROUPS: usize>(
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
-        let (value_size, others, out) = output.parts();
+        use join::*;
+        let (join, others, out) = output.parts();
         let (others, avx512, avx2) = (&others, Path::has_avx512(), Path::has_avx2());
         // SAFETY (every arm): the path's instructions are available, as checked.
         unsafe {
-            match (path, value_size) {
-                (Path::Avx512, 1) if avx512 => {
-                    avx512::decode_steps::<GROUPS, 1>(table, log, states, reader, others, out)
+            match (path, join) {
+                (Path::Avx512, SYMBOLS) if avx512 => {
+                    avx512::decode_steps::<GROUPS, SYMBOLS>(table, log, states, reader, others, out)
                 }
-                (Path::Avx512, 2) if avx512 => {
-                    avx512::decode_steps::<GROUPS, 2>(table, log, states, reader, others, out)
+                (Path::Avx512, FIELDS16) if avx512 => avx512::decode_steps::<GROUPS, FIELDS16>(
+                    table, log, states, reader, others, out,
+                ),
+                (Path::Avx512, FIELDS32) if avx512 => avx512::decode_steps::<GROUPS, FIELDS32>(
+                    table, log, states, reader, others, out,
+                ),
+                (Path::Avx512, FP8_PAIRS) if avx512 => avx512::decode_steps::<GROUPS, FP8_PAIRS>(
+                    table, log, states, reader, others, out,
+                ),
+                (Path::Avx2, SYMBOLS) if avx2 => {
+                    avx2::decode_steps::<GROUPS, SYMBOLS>(table, log, states, reader, others, out)
                 }
-                (Path::Avx512, 4) if avx512 => {
-                    avx512::decode_steps::<GROUPS, 4>(table, log, states, reader, others, out)
+                (Path::Avx2, FIELDS16) if avx2 => {
+                    avx2::decode_steps::<GROUPS, FIELDS16>(table, log, states, reader, others, out)
                 }
-                (Path::Avx2, 1) if avx2 => {
-                    avx2::decode_steps::<GROUPS, 1>(table, log, states, reader, others, out)
+                (Path::Avx2, FIELDS32) if avx2 => {
+                    avx2::decode_steps::<GROUPS, FIELDS32>(table, log, states, reader, others, out)
                 }
-                (Path::Avx2, 2) if avx2 => {
-                    avx2::decode_steps::<GROUPS, 2>(table, log, states, reader, others, out)
-                }
-                (Path::Avx2, 4) if avx2 => {
-                    avx2::decode_steps::<GROUPS, 4>(table, log, states, reader, others, out)
+                (Path::Avx2, FP8_PAIRS) if avx2 => {
+                    avx2::decode_steps::<GROUPS, FP8_PAIRS>(table, log, states, reader, others, out)
                 }
                 _ => 0,
             }
@@ -706,49 +776,62 @@ mod tests {
     }
 
     /// Every decoding path, which must agree on every body, intact or not, putting symbols and joining
-    /// values; joined values must be what joining the decoded symbols afterwards gives.
+    /// values of every kind; joined values must be what joining the decoded symbols afterwards gives.
     fn decode_both(body: &[u8], lanes: Lanes, len: usize) -> Result<Vec<u8>, Error> {
         let field = |seed: usize| -> Vec<u8> { (0..len).map(|i| (i * seed + 13) as u8).collect() };
         let rest = [field(167), field(89), field(251)];
-        let decode = |path, value_size: usize| {
-            let mut out = vec![0; value_size * len];
+        // FP8 pairs: an odd number of codes where `len` is odd.
+        let pair_codes = 2 * len - len % 2;
+        let decode = |path, join: u8| {
+            let mut out = vec![0; [len, 2 * len, 4 * len, pair_codes][usize::from(join)]];
             let values = &mut out;
-            let output = match value_size {
-                1 => Output::Symbols(values),
-                2 => Output::Fields16 {
+            let output = match join {
+                join::SYMBOLS => Output::Symbols(values),
+                join::FIELDS16 => Output::Fields16 {
                     low: &rest[0],
                     values,
                 },
-                _ => Output::Fields32 {
+                join::FIELDS32 => Output::Fields32 {
                     rest: [&rest[0], &rest[1], &rest[2]],
+                    values,
+                },
+                _ => Output::Fp8Pairs {
+                    sign_mantissas: &rest[0],
                     values,
                 },
             };
             (decode_on(path, body, lanes, output), out)
         };
-        let (result, symbols) = decode(Path::Portable, 1);
-        for value_size in [1, 2, 4] {
-            let (portable_result, portable) = decode(Path::Portable, value_size);
+        let (result, symbols) = decode(Path::Portable, join::SYMBOLS);
+        for kind in [
+            join::SYMBOLS,
+            join::FIELDS16,
+            join::FIELDS32,
+            join::FP8_PAIRS,
+        ] {
+            let (portable_result, portable) = decode(Path::Portable, kind);
             assert_eq!(portable_result, result);
-            if result.is_ok() && value_size > 1 {
-                let joined: Vec<u8> = (0..len)
-                    .flat_map(|i| match value_size {
-                        2 => join_16(symbols[i], rest[0][i]).to_vec(),
-                        _ => join_32(symbols[i], rest.each_ref().map(|field| field[i])).to_vec(),
+            if result.is_ok() {
+                let mut joined: Vec<u8> = (0..len)
+                    .flat_map(|i| match kind {
+                        join::SYMBOLS => vec![symbols[i]],
+                        join::FIELDS16 => join_16(symbols[i], rest[0][i]).to_vec(),
+                        join::FIELDS32 => {
+                            join_32(symbols[i], rest.each_ref().map(|field| field[i])).to_vec()
+                        }
+                        _ => join_fp8_pair(symbols[i], rest[0][i]).to_vec(),
                     })
                     .collect();
+                joined.truncate(portable.len());
                 assert!(
                     portable == joined,
-                    "joined as decoded differs from joined after"
+                    "joined as decoded differs from joined after ({kind})"
                 );
             }
             for path in Path::available() {
-                let (path_result, out) = decode(path, value_size);
+                let (path_result, out) = decode(path, kind);
                 assert_eq!(path_result, result, "{path:?}");
-                assert!(
-                    out == portable,
-                    "{path:?} differs putting {value_size}-byte values"
-                );
+                assert!(out == portable, "{path:?} differs putting output {kind}");
             }
         }
         result.map(|()| symbols)
