@@ -122,7 +122,7 @@ pub struct CompressArgs {
     /// Favour restore speed: FP8 E4M3 codes two by two (one symbol to decode per two bytes, as BF16 has),
     /// and Huffman wherever ANS saves under 2% of a stream of medium length (per-channel BF16 weights
     /// restore about 5% faster; long streams, whose 64-lane rANS decodes as fast as Huffman, are coded as
-    /// by default). Files grow a few hundredths of a point, FP8 weights about 0.7.
+    /// by default). Files grow a few hundredths of a point, FP8 weights about 0.6.
     #[arg(long)]
     pub fast: bool,
     #[command(flatten)]

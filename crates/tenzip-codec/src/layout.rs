@@ -71,7 +71,7 @@ pub enum Split {
     },
     /// FP8 E4M3 values two by two: their exponents as one byte (the first in the low nibble) | their signs
     /// with mantissas as one byte. One symbol to decode per two values, as BF16 has: restores as fast per
-    /// byte, for about 0.7 points of size against the whole codes ([`Split::is_for_speed`]).
+    /// byte, for about 0.6 points of size against the whole codes: only writers preferring speed take it.
     Fp8Pairs,
     /// Packed FP4 pairs: low nibble | high nibble.
     Nibbles,
@@ -289,9 +289,8 @@ impl Split {
     }
 
     /// Whether this split trades size for speed, so that only [`Preference::Speed`](crate::Preference::Speed)
-    /// considers it: FP8 pairs
-    /// code about 0.7 points larger than the whole codes (on MiniLM's and whisper's FP8 weights) and restore
-    /// as fast per byte as BF16.
+    /// considers it: FP8 pairs code about 0.6 points larger than the whole codes (on MiniLM's and whisper's
+    /// FP8 weights) and restore as fast per byte as BF16.
     pub(crate) fn is_for_speed(self) -> bool {
         self == Split::Fp8Pairs
     }

@@ -352,22 +352,25 @@ fn fill_decode_table(
 pub enum Output<'a> {
     /// One byte a symbol.
     Symbols(&'a mut [u8]),
-    /// 16-bit values (BF16, F16): value `i` is [`join_16`] of symbol `i` and `low[i]`.
+    /// 16-bit values (BF16, F16): value `i` has symbol `i` as bits 14..7, and bit 7 of `low[i]` as bit 15 and
+    /// its bits 6..0 as bits 6..0.
     Fields16 {
         /// The second field: sign and low bits.
         low: &'a [u8],
         /// Two bytes (little-endian) a symbol.
         values: &'a mut [u8],
     },
-    /// 32-bit values (F32): value `i` is [`join_32`] of symbol `i` and byte `i` of each of `rest`.
+    /// 32-bit values (F32): value `i` has symbol `i` as bits 30..23, bit 7 of `rest[0][i]` as bit 31 and its
+    /// bits 6..0 as bits 22..16, `rest[1][i]` as bits 15..8 and `rest[2][i]` as bits 7..0.
     Fields32 {
         /// The other fields: sign and top mantissa bits, middle, bottom.
         rest: [&'a [u8]; 3],
         /// Four bytes (little-endian) a symbol.
         values: &'a mut [u8],
     },
-    /// FP8 E4M3 codes two by two: codes `2i` and `2i + 1` are [`join_fp8_pair`] of symbol `i` (their
-    /// exponents) and `sign_mantissas[i]`.
+    /// FP8 E4M3 codes two by two: codes `2i` and `2i + 1` take their exponents (bits 6..3) from the low and
+    /// high nibbles of symbol `i`, and their signs (bit 3 of the nibble) and mantissas (bits 2..0) from those
+    /// of `sign_mantissas[i]`.
     Fp8Pairs {
         /// The second field: signs with mantissas, two a byte.
         sign_mantissas: &'a [u8],
