@@ -669,33 +669,22 @@ fn vector_decode_steps<const GROUPS: usize>(
         use join::*;
         let (join, others, out) = output.parts();
         let (others, avx512, avx2) = (&others, Path::has_avx512(), Path::has_avx2());
+        macro_rules! steps {
+            ($path:ident, $join:ident) => {
+                $path::decode_steps::<GROUPS, $join>(table, log, states, reader, others, out)
+            };
+        }
         // SAFETY (every arm): the path's instructions are available, as checked.
         unsafe {
             match (path, join) {
-                (Path::Avx512, SYMBOLS) if avx512 => {
-                    avx512::decode_steps::<GROUPS, SYMBOLS>(table, log, states, reader, others, out)
-                }
-                (Path::Avx512, FIELDS16) if avx512 => avx512::decode_steps::<GROUPS, FIELDS16>(
-                    table, log, states, reader, others, out,
-                ),
-                (Path::Avx512, FIELDS32) if avx512 => avx512::decode_steps::<GROUPS, FIELDS32>(
-                    table, log, states, reader, others, out,
-                ),
-                (Path::Avx512, FP8_PAIRS) if avx512 => avx512::decode_steps::<GROUPS, FP8_PAIRS>(
-                    table, log, states, reader, others, out,
-                ),
-                (Path::Avx2, SYMBOLS) if avx2 => {
-                    avx2::decode_steps::<GROUPS, SYMBOLS>(table, log, states, reader, others, out)
-                }
-                (Path::Avx2, FIELDS16) if avx2 => {
-                    avx2::decode_steps::<GROUPS, FIELDS16>(table, log, states, reader, others, out)
-                }
-                (Path::Avx2, FIELDS32) if avx2 => {
-                    avx2::decode_steps::<GROUPS, FIELDS32>(table, log, states, reader, others, out)
-                }
-                (Path::Avx2, FP8_PAIRS) if avx2 => {
-                    avx2::decode_steps::<GROUPS, FP8_PAIRS>(table, log, states, reader, others, out)
-                }
+                (Path::Avx512, SYMBOLS) if avx512 => steps!(avx512, SYMBOLS),
+                (Path::Avx512, FIELDS16) if avx512 => steps!(avx512, FIELDS16),
+                (Path::Avx512, FIELDS32) if avx512 => steps!(avx512, FIELDS32),
+                (Path::Avx512, FP8_PAIRS) if avx512 => steps!(avx512, FP8_PAIRS),
+                (Path::Avx2, SYMBOLS) if avx2 => steps!(avx2, SYMBOLS),
+                (Path::Avx2, FIELDS16) if avx2 => steps!(avx2, FIELDS16),
+                (Path::Avx2, FIELDS32) if avx2 => steps!(avx2, FIELDS32),
+                (Path::Avx2, FP8_PAIRS) if avx2 => steps!(avx2, FP8_PAIRS),
                 _ => 0,
             }
         }
