@@ -631,6 +631,52 @@ mod tests {
     }
 
     #[test]
+    fn one_pass_chunks_round_trip_and_damage_is_an_error() {
+        // BF16 and F32 weights long enough for rANS exponents beside stored mantissas: decoded in one pass.
+        let mut next = crate::entropy::test_symbols::generator(11);
+        let mut weight = |exponent_bits: u32| {
+            let random = (next() >> 32) as u32;
+            let exponent = 120 + (random >> 8) % 4 - (random >> 12) % 4;
+            random & !(0xff << exponent_bits) | exponent << exponent_bits
+        };
+        let bf16: Vec<u8> = (0..300_000)
+            .flat_map(|_| (weight(7) as u16).to_le_bytes())
+            .collect();
+        let f32: Vec<u8> = (0..300_000)
+            .flat_map(|_| weight(23).to_le_bytes())
+            .collect();
+        for (layout, values) in [(Layout::Bf16, bf16), (Layout::F32, f32)] {
+            let payload = round_trip(layout, &values);
+            let coding = chunk_coding(layout, &payload).unwrap();
+            assert!(
+                matches!(
+                    coding.modes[0],
+                    entropy::Mode::Rans | entropy::Mode::RansWide
+                ) && coding.modes[1..]
+                    .iter()
+                    .all(|&mode| mode == entropy::Mode::Raw),
+                "{coding:?}"
+            );
+            let mut out = vec![0; values.len()];
+            let mut scratch = Scratch::default();
+            for len in [0, 1, 10, payload.len() / 2, payload.len() - 1] {
+                let decoded = decode_chunk(layout, &payload[..len], &mut out, &mut scratch);
+                assert!(decoded.is_err(), "{layout} cut to {len}");
+            }
+            // Damage in the rANS block (its table, states or words): an error, never a panic.
+            for at in (0..payload.len() / 3).step_by(997) {
+                let mut damaged = payload.clone();
+                damaged[at] ^= 0x5a;
+                let decoded = decode_chunk(layout, &damaged, &mut out, &mut scratch);
+                assert!(
+                    decoded.is_err() || out != values,
+                    "{layout}: damage at {at} unnoticed"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn channels_with_their_own_exponents_take_per_channel_tables() {
         // 4096 rows of 16 BF16 channels; each channel has its own exponent, mantissas vary.
         let rows = |lowest: u32| -> Vec<u8> {
