@@ -70,10 +70,31 @@ thread_local! {
 
 /// Result buffers that outlive the call that filled them: the next call takes them back already grown and
 /// touched. Fresh ones each call cost a page fault every 4 KiB of output, a tenth of the work of a two-thread
-/// compression of a small file. Holds at most the largest in-flight window seen.
+/// compression of a small file. Keeps at most [`KEPT_SLOT_BYTES`] between calls (a window of many threads
+/// can hold far more while it runs), the rest freed.
 struct Slots<S>(Mutex<Vec<S>>);
 
-impl<S: Default> Slots<S> {
+/// Bytes of result buffers kept between calls: a two-thread window of 1 MiB chunks, and then some.
+const KEPT_SLOT_BYTES: usize = 64 << 20;
+
+/// A result buffer: its heap bytes are what [`Slots`] counts.
+trait Slot: Default {
+    fn heap_bytes(&self) -> usize;
+}
+
+impl Slot for Vec<u8> {
+    fn heap_bytes(&self) -> usize {
+        self.capacity()
+    }
+}
+
+impl Slot for CodedSlot {
+    fn heap_bytes(&self) -> usize {
+        self.payload.capacity()
+    }
+}
+
+impl<S: Slot> Slots<S> {
     const fn new() -> Self {
         Slots(Mutex::new(Vec::new()))
     }
@@ -83,7 +104,15 @@ impl<S: Default> Slots<S> {
     }
 
     fn give_back(&self, slots: impl IntoIterator<Item = S>) {
-        self.lock().extend(slots);
+        let mut kept = self.lock();
+        let mut bytes: usize = kept.iter().map(Slot::heap_bytes).sum();
+        for slot in slots {
+            bytes += slot.heap_bytes();
+            if bytes > KEPT_SLOT_BYTES {
+                return;
+            }
+            kept.push(slot);
+        }
     }
 
     /// A panic elsewhere while the lock was held leaves the list itself sound.
@@ -104,7 +133,7 @@ impl<S: Default> Slots<S> {
 /// the newest, and then wait with nothing to do for the oldest. Slots are recycled within a call and kept in
 /// `slots` between calls, so memory stays at the in-flight window. Without a pool, everything runs here, one
 /// task after the other: the serial reference.
-fn pipeline<T: Sync, S: Send + Default>(
+fn pipeline<T: Sync, S: Send + Slot>(
     pool: Option<&rayon::ThreadPool>,
     tasks: &[T],
     slots: &Slots<S>,
@@ -500,14 +529,26 @@ mod tests {
                 Some(&pool),
                 &tasks,
                 &Slots::new(),
-                |_, &task, slot: &mut usize| {
+                |_, &task, slot: &mut Vec<u8>| {
                     assert_ne!(task, 5, "task 5 fails");
-                    *slot = task;
+                    *slot = vec![task as u8];
                     Ok(())
                 },
                 |_, _| Ok(()),
             )
         }));
         assert!(outcome.is_err());
+    }
+
+    #[test]
+    fn kept_slots_stay_under_their_cap() {
+        let slots: Slots<Vec<u8>> = Slots::new();
+        slots.give_back((0..100).map(|_| Vec::with_capacity(1 << 20)));
+        let kept: usize = slots.lock().iter().map(Slot::heap_bytes).sum();
+        assert!(
+            kept <= KEPT_SLOT_BYTES && kept + (1 << 20) > KEPT_SLOT_BYTES,
+            "{kept}"
+        );
+        assert_eq!(slots.take().capacity(), 1 << 20);
     }
 }
