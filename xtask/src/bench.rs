@@ -171,7 +171,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if args.quick {
         return Ok(());
     }
-    let markdown = markdown(&results, threads, args.runs, args.fast);
+    let markdown = markdown(&results, threads, &args);
     println!("{markdown}");
     let out_dir = root().join("bench-results");
     std::fs::create_dir_all(&out_dir)?;
@@ -345,7 +345,7 @@ fn reference_python(zipnn: bool) -> anyhow::Result<PathBuf> {
     crate::python::venv("bench-venv", &packages)
 }
 
-fn markdown(results: &[FileResult], threads: usize, runs: usize, fast: bool) -> String {
+fn markdown(results: &[FileResult], threads: usize, args: &Args) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -359,9 +359,19 @@ fn markdown(results: &[FileResult], threads: usize, runs: usize, fast: bool) -> 
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    let fast = if fast { " --fast" } else { "" };
+    let runs = args.runs;
+    // The flags that shape the table, as they were given.
+    let flags: String = [
+        (args.zstd19, " --zstd19"),
+        (!args.zipnn, " --no-zipnn"),
+        (args.fast, " --fast"),
+    ]
+    .iter()
+    .filter(|(given, _)| *given)
+    .map(|(_, flag)| *flag)
+    .collect();
     let mut out = format!(
-        "Measured by `cargo xtask bench --runs {runs}{fast}` on {cpu}, {threads} threads, {rustc}. Ratio = compressed / original; \
+        "Measured by `cargo xtask bench --runs {runs}{flags}` on {cpu}, {threads} threads, {rustc}. Ratio = compressed / original; \
          MB/s of original bytes, medians of {runs} runs, memory to memory; \"1T\" one thread, \"{threads}T\" all threads.\n\n"
     );
     out += &format!(
