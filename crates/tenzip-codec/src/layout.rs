@@ -692,6 +692,24 @@ mod tests {
     }
 
     #[test]
+    fn fp8_pairs_leave_the_per_channel_split_numbers_as_they_were() {
+        // Written files name splits by number: the flat E4M3 layout gained split 2, its per-channel layouts
+        // keep theirs (the codes, the fields, then the fields per channel; 3 marks repeated rows).
+        assert_eq!(Layout::F8E4M3.split(2), Some(Split::Fp8Pairs));
+        let layout = Layout::F8E4M3.channels(8).expect("8 channels");
+        assert_eq!(layout.split_count(), 3);
+        assert_eq!(layout.split(0), Some(Split::Codes));
+        assert_eq!(layout.split(1), Some(Split::Fp8Fields { mantissa_bits: 3 }));
+        assert_eq!(
+            layout.split(2),
+            Some(Split::Channels {
+                float: ChannelFloat::F8E4M3,
+                channels: 8
+            })
+        );
+    }
+
+    #[test]
     fn names_round_trip() {
         for layout in Layout::all() {
             assert_eq!(layout.name().parse(), Ok(layout));
