@@ -612,10 +612,11 @@ mod tests {
             decode_chunk(Layout::F8E4M3, &payload, &mut out, &mut scratch).unwrap();
             assert!(out == values, "{preference:?}");
             let coding = chunk_coding(Layout::F8E4M3, &payload).unwrap();
-            (coding, payload.len())
+            (coding, payload)
         };
-        let (size_coding, size_len) = coded(Preference::Size);
-        let (speed_coding, speed_len) = coded(Preference::Speed);
+        let (size_coding, size_payload) = coded(Preference::Size);
+        let (speed_coding, speed_payload) = coded(Preference::Speed);
+        let (size_len, speed_len) = (size_payload.len(), speed_payload.len());
         assert_eq!(size_coding.split, Split::Codes);
         assert_eq!(speed_coding.split, Split::Fp8Pairs);
         // The exponent pairs in rANS, the sign-mantissa pairs stored: decoded in one pass.
@@ -628,6 +629,7 @@ mod tests {
             speed_len as f64 <= size_len as f64 * 1.02,
             "{speed_len} vs {size_len}"
         );
+        assert_damage_is_noticed(Layout::F8E4M3, &speed_payload, &values);
     }
 
     #[test]
@@ -657,22 +659,27 @@ mod tests {
                     .all(|&mode| mode == entropy::Mode::Raw),
                 "{coding:?}"
             );
-            let mut out = vec![0; values.len()];
-            let mut scratch = Scratch::default();
-            for len in [0, 1, 10, payload.len() / 2, payload.len() - 1] {
-                let decoded = decode_chunk(layout, &payload[..len], &mut out, &mut scratch);
-                assert!(decoded.is_err(), "{layout} cut to {len}");
-            }
-            // Damage in the rANS block (its table, states or words): an error, never a panic.
-            for at in (0..payload.len() / 3).step_by(997) {
-                let mut damaged = payload.clone();
-                damaged[at] ^= 0x5a;
-                let decoded = decode_chunk(layout, &damaged, &mut out, &mut scratch);
-                assert!(
-                    decoded.is_err() || out != values,
-                    "{layout}: damage at {at} unnoticed"
-                );
-            }
+            assert_damage_is_noticed(layout, &payload, &values);
+        }
+    }
+
+    /// Every cut of `payload` (a chunk of `values`) is an error, and damage in its first third (the rANS
+    /// block's table, states or words, where the first stream is one) an error or other values, never a panic.
+    fn assert_damage_is_noticed(layout: Layout, payload: &[u8], values: &[u8]) {
+        let mut out = vec![0; values.len()];
+        let mut scratch = Scratch::default();
+        for len in [0, 1, 10, payload.len() / 2, payload.len() - 1] {
+            let decoded = decode_chunk(layout, &payload[..len], &mut out, &mut scratch);
+            assert!(decoded.is_err(), "{layout} cut to {len}");
+        }
+        for at in (0..payload.len() / 3).step_by(997) {
+            let mut damaged = payload.to_vec();
+            damaged[at] ^= 0x5a;
+            let decoded = decode_chunk(layout, &damaged, &mut out, &mut scratch);
+            assert!(
+                decoded.is_err() || out != values,
+                "{layout}: damage at {at} unnoticed"
+            );
         }
     }
 
