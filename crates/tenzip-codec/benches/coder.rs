@@ -49,6 +49,11 @@ fn streams(c: &mut Criterion) {
     let mut group = c.benchmark_group("stream");
     for (name, symbols) in inputs() {
         group.throughput(Throughput::Bytes(symbols.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::new("histogram", name),
+            &symbols,
+            |b, symbols| b.iter(|| histogram(symbols)),
+        );
         let mut block = Vec::new();
         group.bench_with_input(BenchmarkId::new("encode", name), &symbols, |b, symbols| {
             b.iter(|| {

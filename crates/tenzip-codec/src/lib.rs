@@ -21,9 +21,10 @@
 //! assert_eq!(restored, bf16_values);
 //! # Ok::<(), tenzip_codec::Error>(())
 //! ```
-// `unsafe` is allowed in two places: the AVX2 and AVX-512 rANS coders (`entropy::rans`), behind runtime detection, and
-// the calls into two SSE2 kernels of per-channel streams (`channels`: the 16 x 16 transpose and the byte-plane
-// split of 16-bit values), a feature every x86-64 CPU has.
+// `unsafe` is allowed in three places: the AVX2 and AVX-512 rANS coders (`entropy::rans`) and the AVX2 count of
+// skewed streams (`entropy::histogram`), behind runtime detection, and the calls into two SSE2 kernels of
+// per-channel streams (`channels`: the 16 x 16 transpose and the byte-plane split of 16-bit values), a feature
+// every x86-64 CPU has.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 

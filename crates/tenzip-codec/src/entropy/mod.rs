@@ -35,12 +35,14 @@
 mod bits;
 pub(crate) mod clusters;
 mod grouped;
+mod histogram;
 pub mod huffman;
 mod packed;
 pub mod rans;
 pub mod tans;
 
 use crate::Error;
+pub use histogram::histogram;
 
 /// How a block's body is coded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,29 +158,6 @@ const HUFFMAN_TABLE_AMORTISED: usize = 1 << 14;
 
 /// Bytes of block framing: the mode byte and the body length.
 const BLOCK_HEADER_LEN: usize = 5;
-
-/// Counts symbol occurrences. Four interleaved tables avoid the store-to-load stall of incrementing the same
-/// counter on consecutive equal symbols, which is the common case for exponent streams.
-pub fn histogram(symbols: &[u8]) -> [u32; 256] {
-    let mut tables = [[0u32; 256]; 4];
-    let mut quads = symbols.chunks_exact(4);
-    for quad in &mut quads {
-        tables[0][usize::from(quad[0])] += 1;
-        tables[1][usize::from(quad[1])] += 1;
-        tables[2][usize::from(quad[2])] += 1;
-        tables[3][usize::from(quad[3])] += 1;
-    }
-    for &symbol in quads.remainder() {
-        tables[0][usize::from(symbol)] += 1;
-    }
-    let mut total = tables[0];
-    for table in &tables[1..] {
-        for (sum, count) in total.iter_mut().zip(table) {
-            *sum += count;
-        }
-    }
-    total
-}
 
 /// Appends the smallest block coding `symbols` to `out`. Streams must hold fewer than 2^32 symbols.
 pub fn encode_block(symbols: &[u8], preference: Preference, out: &mut Vec<u8>) {
