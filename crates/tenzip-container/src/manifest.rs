@@ -126,13 +126,13 @@ pub struct Chunk {
 
 /// An XXH3-64 checksum, written in JSON as 16 lowercase hex digits (JSON numbers above 2^53 do not survive
 /// every JSON reader).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Checksum(pub u64);
 
 impl Checksum {
     /// The checksum of `bytes`.
     pub fn of(bytes: &[u8]) -> Checksum {
-        Checksum(xxhash_rust::xxh3::xxh3_64(bytes))
+        Checksum(twox_hash::XxHash3_64::oneshot(bytes))
     }
 }
 

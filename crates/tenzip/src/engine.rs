@@ -257,7 +257,7 @@ struct ChunkTask {
 #[derive(Default)]
 struct CodedSlot {
     payload: Vec<u8>,
-    xxh3: u64,
+    xxh3: Checksum,
 }
 /// The slots of `compress`, kept between calls.
 static CODED_SLOTS: Slots<CodedSlot> = Slots::new();
@@ -286,7 +286,7 @@ pub fn compress<S: Source + ?Sized, W: Write + Send>(
         &CODED_SLOTS,
         |scratch, task: &ChunkTask, slot: &mut CodedSlot| {
             let values = &bytes[task.range.clone()];
-            slot.xxh3 = xxhash_rust::xxh3::xxh3_64(values);
+            slot.xxh3 = Checksum::of(values);
             encode_chunk(
                 task.layout,
                 values,
@@ -303,7 +303,7 @@ pub fn compress<S: Source + ?Sized, W: Write + Send>(
                 offset,
                 stored: slot.payload.len() as u64,
                 len: values.len() as u64,
-                xxh3: Checksum(slot.xxh3),
+                xxh3: slot.xxh3,
             });
             file.release(task.range.clone());
             options.progress.advance(values.len() as u64);
@@ -499,7 +499,7 @@ pub(crate) fn decode_checked<B: AsRef<[u8]>>(
             source,
         }
     })?;
-    if xxhash_rust::xxh3::xxh3_64(out) != chunk.xxh3.0 {
+    if Checksum::of(out) != chunk.xxh3 {
         return Err(ErrorKind::Checksum(format!(
             "chunk {index} of {}",
             describe(segment)
