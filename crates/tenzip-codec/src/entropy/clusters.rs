@@ -177,8 +177,7 @@ fn weighed_len(histograms: &[[u32; 256]], scale: f64) -> f64 {
         .iter()
         .map(|histogram| {
             let len = estimated_block_len(histogram, scale);
-            let symbols =
-                histogram.iter().map(|&count| u64::from(count)).sum::<u64>() as f64 * scale;
+            let symbols = super::histogram::total(histogram) as f64 * scale;
             if rans::pays_for_its_states(len as usize, symbols as usize) {
                 len
             } else {
@@ -192,7 +191,7 @@ fn weighed_len(histograms: &[[u32; 256]], scale: f64) -> f64 {
 fn by_mean(columns: &[[u32; 256]]) -> Vec<usize> {
     let mean = |column: &[u32; 256]| -> f64 {
         // Integer sums: they vectorise, where a chain of float additions waits on each one.
-        let total: u64 = column.iter().map(|&c| u64::from(c)).sum();
+        let total = super::histogram::total(column);
         let weighted: u64 = (0u64..)
             .zip(column)
             .map(|(symbol, &c)| symbol * u64::from(c))
@@ -274,7 +273,7 @@ fn refine(
                 .collect()
         })
         .collect();
-    let field_total: f64 = whole_field.iter().map(|&c| f64::from(c)).sum();
+    let field_total = super::histogram::total(&whole_field) as f64;
     for _ in 0..rounds {
         // Bits per symbol under each cluster's distribution, mixed with the field's.
         let costs: Vec<[f64; 256]> = sums(columns, assignment, count)
@@ -285,7 +284,7 @@ fn refine(
                 } else {
                     &whole_field
                 };
-                let total: f64 = histogram.iter().map(|&c| f64::from(c)).sum();
+                let total = super::histogram::total(histogram) as f64;
                 std::array::from_fn(|symbol| {
                     let p = (1.0 - field_share) * f64::from(histogram[symbol]) / total
                         + field_share * f64::from(whole_field[symbol]) / field_total;

@@ -370,7 +370,7 @@ pub(crate) fn estimated_block_len(histogram: &[u32; 256], scale: f64) -> f64 {
     let coded = entropy_bytes(histogram) * scale
         + TABLE_BYTES_PER_SYMBOL * distinct as f64
         + BLOCK_FRAMING_BYTES;
-    let symbols: f64 = histogram.iter().map(|&count| f64::from(count)).sum::<f64>() * scale;
+    let symbols = histogram::total(histogram) as f64 * scale;
     let stored = Stored::for_histogram(histogram, symbols as usize).len() + BLOCK_HEADER_LEN;
     coded.min(stored as f64)
 }
@@ -385,7 +385,7 @@ const TABLE_BYTES_PER_SYMBOL: f64 = 1.0;
 
 /// The order-0 entropy of a histogram, in bytes.
 pub(crate) fn entropy_bytes(histogram: &[u32; 256]) -> f64 {
-    let total: f64 = histogram.iter().map(|&c| f64::from(c)).sum();
+    let total = histogram::total(histogram) as f64;
     let bits: f64 = histogram
         .iter()
         .filter(|&&c| c > 0)
