@@ -187,16 +187,14 @@ mod tests {
 
     /// Exponent-like bytes: most of them among a few values, a tail of rare ones.
     fn skewed(len: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed | 1;
+        let mut next = crate::entropy::test_symbols::generator(seed);
         (0..len)
             .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                match state % 100 {
-                    0 => (state >> 32) as u8,
+                let draw = next() >> 32;
+                match draw % 100 {
+                    0 => (draw >> 8) as u8,
                     rare @ 1..=3 => 100 + rare as u8,
-                    _ => 120 + (state >> 40) as u8 % 6,
+                    _ => 120 + (draw >> 8) as u8 % 6,
                 }
             })
             .collect()

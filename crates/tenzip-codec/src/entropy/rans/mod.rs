@@ -898,6 +898,24 @@ mod tests {
     }
 
     #[test]
+    fn exponents_with_rare_outliers_round_trip() {
+        // Twenty common symbols in a window the vector encoder keeps in registers, two far outside it a few
+        // times (under 1/1024 of the counts, so the window is used): the steps holding them load their
+        // entries one by one. Then the same with too many outliers for the window.
+        for outliers in [3, 300] {
+            let mut symbols: Vec<u8> = skewed(1 << 16, 9).iter().map(|&s| 100 + s % 20).collect();
+            for k in 0..outliers {
+                symbols[k * 211 % (1 << 16)] = [0, 255][k % 2];
+            }
+            for lanes in Lanes::ALL {
+                let body = encoded(&symbols, lanes);
+                let decoded = decode_both(&body, lanes, symbols.len());
+                assert_eq!(decoded.unwrap(), symbols, "{outliers} outliers, {lanes:?}");
+            }
+        }
+    }
+
+    #[test]
     fn damaged_bodies_are_errors() {
         let symbols = skewed(5000, 3);
         for lanes in Lanes::ALL {
