@@ -224,6 +224,10 @@ mod tests {
                 "{len} symbols"
             );
         }
+        assert!(
+            common_symbols(&skewed(1 << 17, 1)).is_some(),
+            "the vector path is taken"
+        );
     }
 
     #[test]
