@@ -351,8 +351,8 @@ fn stored_if_incompressible(symbols: &[u8]) -> Option<Stored> {
     let sample = histogram::sampled_histogram(symbols, stride);
     let sampled = symbols.len().div_ceil(stride) as f64;
     // A sample's entropy reads low by about (distinct symbols - 1) / (2 ln 2) bits over the sample (Miller
-    // and Madow): 0.02 bits on 8K uniform bytes, enough to send the sign and mantissa of whisper's per-channel
-    // BF16 (7.92 bits) to a full histogram. Added back.
+    // and Madow): 0.02 bits on 8K uniform bytes, a fifth of the margin to the threshold. Added back, so that
+    // the judgement does not depend on the sample's size.
     let distinct = sample.iter().filter(|&&count| count > 0).count() as f64;
     let bits_per_symbol = entropy_bytes(&sample) * 8.0 / sampled
         + (distinct - 1.0) / (2.0 * std::f64::consts::LN_2 * sampled);
