@@ -2,7 +2,7 @@
 //! it depends on nothing else) is coded as a row table plus the distinct rows, which then get the usual
 //! per-chunk split. Only per-channel layouts, whose values are rows, look for repeats.
 
-use std::collections::HashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::{Error, Layout};
 
@@ -30,7 +30,8 @@ impl RepeatedRows {
         if !repeats_early(values, row_len) {
             return None;
         }
-        let mut first_seen: HashMap<&[u8], u32> = HashMap::with_capacity(rows);
+        let mut first_seen: FxHashMap<&[u8], u32> =
+            FxHashMap::with_capacity_and_hasher(rows, Default::default());
         let mut references = Vec::with_capacity(rows * 4);
         let mut distinct = Vec::new();
         for row in values.chunks_exact(row_len) {
@@ -55,7 +56,7 @@ const PROBE_ROWS: usize = 256;
 
 /// Whether any of the first [`PROBE_ROWS`] rows repeats an earlier one.
 fn repeats_early(values: &[u8], row_len: usize) -> bool {
-    let mut seen = std::collections::HashSet::with_capacity(PROBE_ROWS);
+    let mut seen = FxHashSet::with_capacity_and_hasher(PROBE_ROWS, Default::default());
     values
         .chunks_exact(row_len)
         .take(PROBE_ROWS)
