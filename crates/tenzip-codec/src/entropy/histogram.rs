@@ -1,14 +1,14 @@
 //! Byte histograms: the first pass over every stream the encoder codes, and on flat BF16 a quarter of
-//! compression time.
+//! compression time before this module.
 //!
 //! The usual way counts each symbol into one of four tables, so that equal neighbours do not wait on one
 //! another's increments; it runs at about a symbol a cycle whatever the data. Exponent streams are skewed:
 //! on the corpus BF16 files twelve symbols carry 99.5% or more of a stream. Where a sample shows such a
 //! stream, the x86-64 path compares 32 symbols at a time with each of the twelve and adds the matches up in
 //! vector registers; only the few symbols outside them are counted one by one. On Zen 4, counting every
-//! 32K-symbol chunk of MiniLM's and whisper's BF16 exponents runs at 4.6 GB/s against 3.0 (MiniLM's
-//! BF16 file compresses about 10% faster), and `cargo bench -p tenzip-codec --bench coder -- histogram`
-//! counts synthetic exponents at 4.7 GiB/s and uniform bytes (the four tables) at 3.0.
+//! 32K-symbol chunk of MiniLM's and whisper's BF16 exponents runs at 4.6 GB/s against 3.0, and
+//! `cargo bench -p tenzip-codec --bench coder -- histogram` counts synthetic exponents at 4.4-5.7 GiB/s
+//! (from run to run) and uniform bytes (the four tables) at 3.0.
 
 /// Counts how often each byte occurs in `symbols`.
 pub fn histogram(symbols: &[u8]) -> [u32; 256] {
@@ -72,9 +72,6 @@ fn count_in_four_tables(symbols: &[u8]) -> [u32; 256] {
 /// The histogram of every `stride`-th symbol of `symbols`, from the first, counted into four interleaved
 /// tables (samples of a skewed stream are as often equal as its neighbours: counted into one table, whose
 /// increments wait on one another, a sample of a sixteenth of the stream cost a third of counting it all).
-// Inlined, so that counting every symbol (`stride` 1) compiles to plain loads (with a runtime stride, 10%
-// slower).
-#[inline(always)]
 pub(crate) fn sampled_histogram(symbols: &[u8], stride: usize) -> [u32; 256] {
     let mut tables = [[0u32; 256]; 4];
     let mut quads = symbols.chunks_exact(4 * stride);
