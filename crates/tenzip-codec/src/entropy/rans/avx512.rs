@@ -166,8 +166,9 @@ unsafe fn code_steps<const GROUPS: usize, const WINDOWED: bool>(
         for (states, lanes) in registers.iter_mut().zip(step.chunks_exact(16)).rev() {
             let lanes: &[u8; 16] = lanes.try_into().expect("16 lanes");
             // SAFETY: loads the 16 bytes of `lanes`.
-            let symbols = _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(lanes.as_ptr().cast()) });
-            let in_window = _mm512_sub_epi32(symbols, window_start);
+            let lane_symbols =
+                _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(lanes.as_ptr().cast()) });
+            let in_window = _mm512_sub_epi32(lane_symbols, window_start);
             let (magic, params) = if WINDOWED && _mm512_cmpge_epu32_mask(in_window, window_len) == 0
             {
                 (
