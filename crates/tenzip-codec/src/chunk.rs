@@ -1,4 +1,4 @@
-//! One chunk: split into field streams, each coded as an [`entropy`](crate::entropy) block.
+//! One chunk: split into field streams, each coded as an [`entropy`] block.
 
 use crate::entropy::{self, rans, Block, Preference};
 use crate::rows::{self, RepeatedRows};

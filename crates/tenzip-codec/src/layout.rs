@@ -42,12 +42,12 @@ pub enum Layout {
     /// Quantized blocks (GGML's Q8_0, Q4_K, ...): each field of the block its own stream.
     Blocks(&'static BlockFormat),
     /// A float tensor of rank 2 or more whose rows hold `channels` elements: per chunk, the flat split(s) of
-    /// its format, or exponents coded with tables per channel ([`channels`](crate::channels)). A value
+    /// its format, or exponents coded with tables per channel ([`channels`]). A value
     /// is one row.
     Channels {
         /// The element format.
         float: ChannelFloat,
-        /// Elements per row, at most [`MAX_CHANNELS`](crate::channels::MAX_CHANNELS).
+        /// Elements per row, at most [`MAX_CHANNELS`].
         channels: u32,
     },
 }
@@ -126,7 +126,7 @@ impl Layout {
     }
 
     /// The per-channel layout of a float tensor whose rows hold `channels` elements, if its dtype has one
-    /// and `channels` is within [`MAX_CHANNELS`](crate::channels::MAX_CHANNELS).
+    /// and `channels` is within [`MAX_CHANNELS`].
     pub fn channels(self, channels: u64) -> Option<Layout> {
         let float = match self {
             Layout::Bf16 => ChannelFloat::Bf16Joint,

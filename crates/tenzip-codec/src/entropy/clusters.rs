@@ -392,7 +392,7 @@ pub(crate) fn estimated_len(symbols: &[u8], parts: usize, scale: f64) -> f64 {
 
 /// Counts the histogram of each of `parts` equal parts of `symbols` into `histograms`, four parts at a time:
 /// four tables that never wait on one another's increments, each part's whole histogram (counting one part
-/// into four tables and summing them, as [`super::histogram`] does, costs more than counting on parts of a
+/// into four tables and summing them, as [`super::histogram()`] does, costs more than counting on parts of a
 /// few thousand symbols).
 fn count_parts(symbols: &[u8], parts: usize, histograms: &mut Vec<[u32; 256]>) {
     histograms.clear();
