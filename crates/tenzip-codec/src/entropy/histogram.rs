@@ -10,7 +10,9 @@
 //! `cargo bench -p tenzip-codec --bench coder -- histogram` counts synthetic exponents at 4.4-5.7 GiB/s
 //! (from run to run) and uniform bytes (the four tables) at 3.0.
 
-/// Counts how often each byte occurs in `symbols`.
+/// Counts how often each byte occurs in `symbols`. A long stream that turns out not to be skewed (FP8 codes,
+/// mantissas) has paid for the sample, a sixteenth of a count, for nothing; its file compresses no slower in
+/// A/B runs.
 pub fn histogram(symbols: &[u8]) -> [u32; 256] {
     #[cfg(target_arch = "x86_64")]
     if symbols.len() >= VECTOR_MIN_LEN && std::arch::is_x86_feature_detected!("avx2") {

@@ -61,7 +61,7 @@ impl Frequencies {
     /// and framing included, with each entry of the decoding table weighed as 1/16 of a byte.
     /// The finest table for long streams, the best of the coarser ones for short ones.
     pub fn for_histogram(histogram: &[u32; 256]) -> Frequencies {
-        let total: u64 = histogram.iter().map(|&c| u64::from(c)).sum();
+        let total = super::histogram::total(histogram);
         if total >= TRY_COARSER_BELOW as u64 {
             return Frequencies::normalize(histogram, MAX_TABLE_LOG);
         }
@@ -100,7 +100,7 @@ impl Frequencies {
     /// single units where they cost least, measured in coded bits.
     pub fn normalize(histogram: &[u32; 256], log: u32) -> Frequencies {
         let size = 1u64 << log;
-        let total: u64 = histogram.iter().map(|&c| u64::from(c)).sum();
+        let total = super::histogram::total(histogram);
         let mut counts = [0u16; 256];
         let mut sum = 0i64;
         for (normalized, &count) in counts.iter_mut().zip(histogram) {
@@ -169,7 +169,7 @@ impl Frequencies {
     /// for tables that encoder and decoder each derive rather than store.
     pub(crate) fn derive(histogram: &[u32; 256], log: u32) -> Frequencies {
         let size = 1u64 << log;
-        let total: u64 = histogram.iter().map(|&c| u64::from(c)).sum();
+        let total = super::histogram::total(histogram);
         let mut counts = [0u16; 256];
         for (normalized, &count) in counts.iter_mut().zip(histogram) {
             if count > 0 {
