@@ -29,7 +29,8 @@ pub fn gguf_header(data: &[u8]) {
 
 /// The ANS decoders on any body, for the symbol count its first two bytes give: errors, never a panic; and
 /// each of the rANS decoder's vector paths gives what its portable path gives, error for error and byte for
-/// byte, putting symbols and joining them with other fields into 16- and 32-bit values and FP8 pairs.
+/// byte, putting symbols and joining them with other fields into 16- and 32-bit values and FP8 pairs; the
+/// same for the body read as pairs of symbols.
 pub fn ans_decode(data: &[u8]) {
     use tenzip_codec::entropy::{rans, tans};
     let [low, high, body @ ..] = data else {
@@ -39,11 +40,14 @@ pub fn ans_decode(data: &[u8]) {
     let _ = tans::decode(body, &mut vec![0; len]);
     let field = |seed: usize| -> Vec<u8> { (0..len).map(|i| (i * seed + 13) as u8).collect() };
     let rest = [field(167), field(89), field(251)];
-    for lanes in rans::Lanes::ALL {
-        // Symbols; 16-bit values; 32-bit values; FP8 pairs, an odd number of codes where `len` is odd.
+    // The body as rANS in either width (`Some`), and as a pair body (`None`).
+    for lanes in rans::Lanes::ALL.map(Some).into_iter().chain([None]) {
+        // Symbols; 16-bit values; 32-bit values; FP8 pairs (never paired), an odd number of codes where
+        // `len` is odd.
         for (kind, value_len) in [len, 2 * len, 4 * len, 2 * len - len % 2]
             .into_iter()
             .enumerate()
+            .take(if lanes.is_some() { 4 } else { 3 })
         {
             let decode = |path| {
                 let mut out = vec![0; value_len];
@@ -63,7 +67,11 @@ pub fn ans_decode(data: &[u8]) {
                         values,
                     },
                 };
-                (rans::decode_on(path, body, lanes, output), out)
+                let result = match lanes {
+                    Some(lanes) => rans::decode_on(path, body, lanes, output),
+                    None => rans::pairs::decode_on(path, body, output),
+                };
+                (result, out)
             };
             let expected = decode(rans::Path::Portable);
             for path in rans::Path::available() {

@@ -72,7 +72,8 @@ fn random_byte_flips_never_yield_wrong_bytes() {
 }
 
 /// One BF16 tensor of 1 MiB of weight-like values (a sum of uniforms, scaled as trained weights are): its
-/// exponent stream is long enough to be coded with rANS, which the fixtures are too small for.
+/// exponent stream is long enough to be coded with rANS, in pairs of exponents, which the fixtures are too
+/// small for.
 fn rans_container() -> (Vec<u8>, Vec<u8>) {
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut uniform = move || {
@@ -107,7 +108,7 @@ fn rans_blocks_restore_exactly_and_damage_to_them_is_an_error() {
     let coding =
         tenzip_codec::chunk_coding(tensor.layout.parse().unwrap(), container.payload(chunk))
             .unwrap();
-    assert_eq!(coding.modes[0], tenzip_codec::entropy::Mode::RansWide);
+    assert_eq!(coding.modes[0], tenzip_codec::entropy::Mode::RansPairs);
     assert_eq!(decompress_bytes(&packed, 1).unwrap(), original);
     assert_eq!(decompress_into_bytes(&packed, 2).unwrap(), original);
     // Flips spread over the payload (the rANS block comes first, after the split byte): every one an error.

@@ -431,8 +431,8 @@ fn decode_split(
     Ok(())
 }
 
-/// Decodes a field split whose first field (the exponents, or the F16 high byte) is rANS-coded and whose
-/// other fields are stored, nearly every chunk of a flat BF16, F16 or F32 tensor and of FP8 pairs, in one
+/// Decodes a field split whose first field (the exponents, or the F16 high byte) is rANS-coded (FP8 pairs:
+/// one symbol at a time) and whose other fields are stored, nearly every chunk of a flat BF16, F16 or F32 tensor and of FP8 pairs, in one
 /// pass: the decoder joins each symbol with the stored fields' bytes as it comes ([`rans::Output`]).
 /// `false`, having written nothing, where the chunk is coded otherwise.
 fn decode_in_one_pass(split: Split, blocks: &[u8], out: &mut [u8]) -> Result<bool, Error> {
@@ -441,8 +441,10 @@ fn decode_in_one_pass(split: Split, blocks: &[u8], out: &mut [u8]) -> Result<boo
     }
     let count = split.stream_count();
     let (first, mut used) = Block::parse(blocks)?;
-    let Block::Rans(lanes, body) = first else {
-        return Ok(false);
+    let (lanes, body) = match first {
+        Block::Rans(lanes, body) => (Some(lanes), body),
+        Block::RansPairs(body) if split != Split::Fp8Pairs => (None, body),
+        _ => return Ok(false),
     };
     let mut rest: [&[u8]; 3] = [&[]; 3];
     for (index, field) in rest.iter_mut().enumerate().take(count - 1) {
@@ -468,7 +470,10 @@ fn decode_in_one_pass(split: Split, blocks: &[u8], out: &mut [u8]) -> Result<boo
         },
         _ => rans::Output::Fields32 { rest, values: out },
     };
-    rans::decode(body, lanes, output)?;
+    match lanes {
+        Some(lanes) => rans::decode(body, lanes, output)?,
+        None => rans::pairs::decode(body, output)?,
+    }
     Ok(true)
 }
 
@@ -652,7 +657,8 @@ mod tests {
 
     #[test]
     fn one_pass_chunks_round_trip_and_damage_is_an_error() {
-        // BF16 and F32 weights long enough for rANS exponents beside stored mantissas: decoded in one pass.
+        // BF16 and F32 weights long enough for rANS exponents (in pairs) beside stored mantissas: decoded in
+        // one pass.
         let mut next = crate::entropy::test_symbols::generator(11);
         let mut weight = |exponent_bits: u32| {
             let random = (next() >> 32) as u32;
@@ -671,7 +677,7 @@ mod tests {
             assert!(
                 matches!(
                     coding.modes[0],
-                    entropy::Mode::Rans | entropy::Mode::RansWide
+                    entropy::Mode::Rans | entropy::Mode::RansWide | entropy::Mode::RansPairs
                 ) && coding.modes[1..]
                     .iter()
                     .all(|&mode| mode == entropy::Mode::Raw),

@@ -2,7 +2,7 @@
 //! load or store of a slice or array at least as long as the access (each block says why), and every
 //! gather index is masked below the table's length.
 
-use super::{put_x16, Entry, WordReader, LOWER, TABLE_SIZE};
+use super::{pairs, put_coded_x16, Entry, WordReader, LOWER, TABLE_SIZE};
 use std::arch::x86_64::*;
 
 // A state wants a word when its top 16 bits are zero.
@@ -156,23 +156,26 @@ pub(super) unsafe fn encode_steps<const GROUPS: usize>(
     *free = at;
 }
 
-/// Decodes whole steps of `16 * GROUPS` symbols while a step's words are surely in the stream, exactly as
-/// `decode_scalar` would, into `out` from its start as the output of kind `JOIN` would put them (`put_x16`:
-/// the symbols, or values joined with `others`); returns the symbols decoded.
+/// Decodes whole steps of `16 * GROUPS` coded symbols while a step's words are surely in the stream, exactly
+/// as `decode_scalar` would, into `out` from its start as the output of kind `JOIN` would put them
+/// (`put_coded_x16`: the symbols, or values joined with `others`; where `PAIRED`, two symbols a coded one,
+/// by `ranks`); returns the coded symbols decoded.
 ///
 /// # Safety
 /// The CPU must support AVX2.
 #[target_feature(enable = "avx2,popcnt")]
-pub(super) unsafe fn decode_steps<const GROUPS: usize, const JOIN: u8>(
+pub(super) unsafe fn decode_steps<const GROUPS: usize, const JOIN: u8, const PAIRED: bool>(
     table: &[Entry; TABLE_SIZE],
     log: u32,
     states: &mut [[u32; 16]; GROUPS],
     reader: &mut WordReader,
+    ranks: &mut pairs::Ranks,
     others: &[&[u8]; 3],
     out: &mut [u8],
 ) -> usize {
-    // Symbols whose values are all there (an odd FP8 pair's last symbol is the scalar tail's).
-    let len = out.len() / super::join::bytes_per_symbol(JOIN);
+    // Coded symbols whose values are all there: an odd FP8 pair's last symbol, or an odd stream's last pair
+    // of symbols where `PAIRED`, is the scalar tail's.
+    let len = out.len() / super::join::bytes_per_symbol(JOIN) / if PAIRED { 2 } else { 1 };
     let slot_mask = _mm256_set1_epi32((1 << log) - 1);
     let low_12 = _mm256_set1_epi32(0xfff);
     let log = _mm_cvtsi32_si128(log as i32);
@@ -215,7 +218,7 @@ pub(super) unsafe fn decode_steps<const GROUPS: usize, const JOIN: u8>(
             );
             let symbols =
                 _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(symbols, symbol_order));
-            put_x16::<JOIN>(symbols, others, done + 16 * group, out);
+            put_coded_x16::<JOIN, PAIRED>(symbols, ranks, others, done + 16 * group, out);
         }
         for states in registers.as_flattened_mut() {
             let wants = _mm256_cmpeq_epi32(_mm256_srli_epi32::<16>(*states), zero);

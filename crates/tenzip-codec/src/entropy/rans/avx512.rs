@@ -6,26 +6,29 @@
 //! store of a slice or array at least as long as the access (each block says why), and every gather index
 //! is masked below the table's length.
 
-use super::{put_x16, Entry, WordReader, LOWER, TABLE_SIZE};
+use super::{pairs, put_coded_x16, Entry, WordReader, LOWER, TABLE_SIZE};
 use std::arch::x86_64::*;
 
-/// Decodes whole steps of `16 * GROUPS` symbols while a step's words are surely in the stream, exactly as
-/// `decode_scalar` would, into `out` from its start as the output of kind `JOIN` would put them (`put_x16`:
-/// the symbols, or values joined with `others`); returns the symbols decoded.
+/// Decodes whole steps of `16 * GROUPS` coded symbols while a step's words are surely in the stream, exactly
+/// as `decode_scalar` would, into `out` from its start as the output of kind `JOIN` would put them
+/// (`put_coded_x16`: the symbols, or values joined with `others`; where `PAIRED`, two symbols a coded one,
+/// by `ranks`); returns the coded symbols decoded.
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f,popcnt")]
-pub(super) unsafe fn decode_steps<const GROUPS: usize, const JOIN: u8>(
+pub(super) unsafe fn decode_steps<const GROUPS: usize, const JOIN: u8, const PAIRED: bool>(
     table: &[Entry; TABLE_SIZE],
     log: u32,
     states: &mut [[u32; 16]; GROUPS],
     reader: &mut WordReader,
+    ranks: &mut pairs::Ranks,
     others: &[&[u8]; 3],
     out: &mut [u8],
 ) -> usize {
-    // Symbols whose values are all there (an odd FP8 pair's last symbol is the scalar tail's).
-    let len = out.len() / super::join::bytes_per_symbol(JOIN);
+    // Coded symbols whose values are all there: an odd FP8 pair's last symbol, or an odd stream's last pair
+    // of symbols where `PAIRED`, is the scalar tail's.
+    let len = out.len() / super::join::bytes_per_symbol(JOIN) / if PAIRED { 2 } else { 1 };
     let slot_mask = _mm512_set1_epi32((1 << log) - 1);
     let low_12 = _mm512_set1_epi32(0xfff);
     let lower = _mm512_set1_epi32(LOWER as i32);
@@ -47,7 +50,7 @@ pub(super) unsafe fn decode_steps<const GROUPS: usize, const JOIN: u8>(
             let scaled = _mm512_mullo_epi32(count, _mm512_srl_epi32(*states, log));
             *states = _mm512_add_epi32(scaled, bias);
             let symbols = _mm512_cvtepi32_epi8(_mm512_srli_epi32::<24>(entries));
-            put_x16::<JOIN>(symbols, others, done + 16 * group, out);
+            put_coded_x16::<JOIN, PAIRED>(symbols, ranks, others, done + 16 * group, out);
         }
         for states in &mut registers {
             let wants = _mm512_cmplt_epu32_mask(*states, lower);
@@ -66,6 +69,55 @@ pub(super) unsafe fn decode_steps<const GROUPS: usize, const JOIN: u8>(
     for (group, registers) in states.iter_mut().zip(registers) {
         // SAFETY: writes the 16 u32 of one group.
         unsafe { _mm512_storeu_si512(group.as_mut_ptr().cast(), registers) };
+    }
+    done
+}
+
+/// [`super::pairs`]'s pairing of ranks for whole batches of 128 symbols: each symbol's rank from a 256-byte
+/// table in four registers (two two-register byte permutes, one for symbols below 128 and one above, and a
+/// blend by the top bit), each 16-bit lane's two ranks then narrowed to one byte. Batches holding an escape
+/// append their escaped symbols to `escaped`, in order. Returns the symbols paired.
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX-512BW and AVX-512VBMI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+pub(super) unsafe fn pair_ranks(
+    ranks: &[u8; 256],
+    symbols: &[u8],
+    pairs: &mut [u8],
+    escaped: &mut Vec<u8>,
+) -> usize {
+    // SAFETY (both closures): each load reads 64 bytes of a slice at least that long.
+    let load = |bytes: &[u8]| unsafe { _mm512_loadu_si512(bytes[..64].as_ptr().cast()) };
+    let table: [__m512i; 4] = std::array::from_fn(|quarter| load(&ranks[64 * quarter..]));
+    let escape = _mm512_set1_epi8(super::pairs::ESCAPE as i8);
+    let rank = |symbols: __m512i| {
+        let below = _mm512_permutex2var_epi8(table[0], symbols, table[1]);
+        let above = _mm512_permutex2var_epi8(table[2], symbols, table[3]);
+        _mm512_mask_blend_epi8(_mm512_movepi8_mask(symbols), below, above)
+    };
+    // A lane's first rank (its low byte) stays in the low nibble, its second moves up from bit 8 to bit 4.
+    let pair = |ranks: __m512i| {
+        _mm512_cvtepi16_epi8(_mm512_or_si512(
+            _mm512_and_si512(ranks, _mm512_set1_epi16(0x0f)),
+            _mm512_and_si512(_mm512_srli_epi16::<4>(ranks), _mm512_set1_epi16(0xf0)),
+        ))
+    };
+    let mut done = 0;
+    for (batch, out) in symbols.chunks_exact(128).zip(pairs.chunks_exact_mut(64)) {
+        let (first, second) = (rank(load(batch)), rank(load(&batch[64..])));
+        // SAFETY: each store writes 32 bytes of the 64 of `out`.
+        unsafe {
+            _mm256_storeu_si256(out.as_mut_ptr().cast(), pair(first));
+            _mm256_storeu_si256(out[32..].as_mut_ptr().cast(), pair(second));
+        }
+        if _mm512_cmpeq_epi8_mask(first, escape) | _mm512_cmpeq_epi8_mask(second, escape) != 0 {
+            let escapes = batch
+                .iter()
+                .filter(|&&symbol| ranks[usize::from(symbol)] == super::pairs::ESCAPE);
+            escaped.extend(escapes);
+        }
+        done += 128;
     }
     done
 }

@@ -42,6 +42,7 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx512;
+pub mod pairs;
 
 /// How many states a block interleaves, in groups of 16 (one AVX-512 register).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -540,6 +541,79 @@ fn put_x16<const JOIN: u8>(
     }
 }
 
+/// Puts the 16 coded symbols of one register: symbols `at..at + 16` of the output as [`put_x16`] would, or,
+/// where `PAIRED`, the 32 symbols `2 * at..2 * at + 32` that their ranks give ([`pairs::Ranks`]: a pair's
+/// first symbol from the low nibble, its second from the high one; escapes in a cold path).
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline(always)]
+fn put_coded_x16<const JOIN: u8, const PAIRED: bool>(
+    coded: std::arch::x86_64::__m128i,
+    ranks: &mut pairs::Ranks,
+    others: &[&[u8]; 3],
+    at: usize,
+    out: &mut [u8],
+) {
+    use std::arch::x86_64::*;
+    if !PAIRED {
+        return put_x16::<JOIN>(coded, others, at, out);
+    }
+    // SAFETY: loads the 16 bytes of the table. The byte shuffle is SSSE3, which the AVX2 and AVX-512
+    // decoders this is inlined into have; the rest is SSE2, part of x86-64.
+    let (first, second, escaped) = unsafe {
+        let table = _mm_loadu_si128(ranks.table().as_ptr().cast());
+        let nibble = _mm_set1_epi8(0x0f);
+        let (low, high) = (
+            _mm_and_si128(coded, nibble),
+            _mm_and_si128(_mm_srli_epi16::<4>(coded), nibble),
+        );
+        let (first, second) = (_mm_unpacklo_epi8(low, high), _mm_unpackhi_epi8(low, high));
+        let escape = _mm_set1_epi8(pairs::ESCAPE as i8);
+        let escaped = |ranks| _mm_movemask_epi8(_mm_cmpeq_epi8(ranks, escape)) as u32;
+        (
+            _mm_shuffle_epi8(table, first),
+            _mm_shuffle_epi8(table, second),
+            escaped(first) | escaped(second) << 16,
+        )
+    };
+    put_x16::<JOIN>(first, others, 2 * at, out);
+    put_x16::<JOIN>(second, others, 2 * at + 16, out);
+    if escaped != 0 {
+        put_escapes(JOIN, escaped, ranks, 2 * at, out);
+    }
+}
+
+/// Sets the symbols of the 32 from `start` whose bits are set in `escaped` to the next escaped symbols.
+#[cold]
+#[inline(never)]
+fn put_escapes(join: u8, mut escaped: u32, ranks: &mut pairs::Ranks, start: usize, out: &mut [u8]) {
+    while escaped != 0 {
+        set_symbol(
+            join,
+            out,
+            start + escaped.trailing_zeros() as usize,
+            ranks.escape(),
+        );
+        escaped &= escaped - 1;
+    }
+}
+
+/// Sets the symbol of value `index`, joined by kind `join` (not FP8 pairs), leaving its other fields.
+fn set_symbol(join: u8, out: &mut [u8], index: usize, symbol: u8) {
+    let size = join::bytes_per_symbol(join);
+    let value = &mut out[size * index..size * (index + 1)];
+    // The symbol's bit 0 lies at bit 7 of the value's top half: 16-bit values' bits 14..7, 32-bit ones'
+    // bits 30..23.
+    match size {
+        1 => value[0] = symbol,
+        _ => {
+            let top = &mut value[size - 2..];
+            let bits = u16::from_le_bytes([top[0], top[1]]) & !0x7f80 | u16::from(symbol) << 7;
+            top.copy_from_slice(&bits.to_le_bytes());
+        }
+    }
+}
+
 /// Decodes a body written by [`encode`] with the same `lanes` into `output` (exactly the original symbol count).
 pub fn decode(body: &[u8], lanes: Lanes, output: Output) -> Result<(), Error> {
     decode_on(Path::fastest(), body, lanes, output)
@@ -587,6 +661,12 @@ impl Path {
             && std::arch::is_x86_feature_detected!("avx512vl")
     }
 
+    /// Whether the CPU also has AVX-512 VBMI's byte permutes (the pair encoder's rank lookups).
+    #[cfg(target_arch = "x86_64")]
+    fn has_avx512_vbmi() -> bool {
+        Path::has_avx512() && std::arch::is_x86_feature_detected!("avx512vbmi")
+    }
+
     /// The fastest path this CPU can take (detected once: the check is a few loads, but blocks are many).
     fn fastest() -> Path {
         static FASTEST: std::sync::OnceLock<Path> = std::sync::OnceLock::new();
@@ -598,18 +678,31 @@ impl Path {
 ///
 /// # Panics
 /// If the fields of a joining `output` are not as long as each other.
-pub fn decode_on(path: Path, body: &[u8], lanes: Lanes, mut output: Output) -> Result<(), Error> {
+pub fn decode_on(path: Path, body: &[u8], lanes: Lanes, output: Output) -> Result<(), Error> {
+    decode_coded(path, body, lanes, None, output)
+}
+
+/// [`decode_on`], or, given `ranks`, for a body whose symbols are pairs of ranks ([`pairs`]): `output` then
+/// takes twice as many symbols as the body codes, less one for an odd stream.
+fn decode_coded(
+    path: Path,
+    body: &[u8],
+    lanes: Lanes,
+    ranks: Option<&mut pairs::Ranks>,
+    mut output: Output,
+) -> Result<(), Error> {
     assert!(output.is_consistent(), "fields of different lengths");
     match lanes {
-        Lanes::Narrow => decode_with::<2>(path, body, &mut output),
-        Lanes::Wide => decode_with::<4>(path, body, &mut output),
+        Lanes::Narrow => decode_with::<2>(path, body, ranks, &mut output),
+        Lanes::Wide => decode_with::<4>(path, body, ranks, &mut output),
     }
 }
 
-/// [`decode_on`] in `16 * GROUPS` lanes.
+/// [`decode_coded`] in `16 * GROUPS` lanes.
 fn decode_with<const GROUPS: usize>(
     path: Path,
     body: &[u8],
+    mut ranks: Option<&mut pairs::Ranks>,
     output: &mut Output,
 ) -> Result<(), Error> {
     let (frequencies, table_len) = Frequencies::read(body)?;
@@ -635,9 +728,17 @@ fn decode_with<const GROUPS: usize>(
             overrun: false,
         };
         let log = frequencies.log();
-        let done = vector_decode_steps(path, &table, log, &mut states, &mut reader, output);
+        let done = vector_decode_steps(
+            path,
+            &table,
+            log,
+            &mut states,
+            &mut reader,
+            ranks.as_deref_mut(),
+            output,
+        );
         let lanes = states.as_flattened_mut();
-        decode_scalar(&table, log, lanes, &mut reader, output, done);
+        decode_scalar(&table, log, lanes, &mut reader, ranks, output, done);
         if reader.overrun || reader.pos != words.len() {
             return Err(Error::AnsStream(
                 "decoding did not consume the stream exactly",
@@ -653,8 +754,8 @@ fn decode_with<const GROUPS: usize>(
 }
 
 /// Decodes whole steps from the start of `output` on `path`'s vector decoder, where the CPU has it; returns
-/// the symbols decoded (none where it does not). Each decoder is compiled for each kind of output, so that
-/// no step loop asks how to put its symbols.
+/// the coded symbols decoded (none where it does not). Each decoder is compiled for each kind of output,
+/// paired or not, so that no step loop asks how to put its symbols. FP8 pairs are never paired again.
 #[allow(unsafe_code)]
 fn vector_decode_steps<const GROUPS: usize>(
     path: Path,
@@ -662,6 +763,7 @@ fn vector_decode_steps<const GROUPS: usize>(
     log: u32,
     states: &mut [[u32; 16]; GROUPS],
     reader: &mut WordReader,
+    ranks: Option<&mut pairs::Ranks>,
     output: &mut Output,
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
@@ -669,29 +771,40 @@ fn vector_decode_steps<const GROUPS: usize>(
         use join::*;
         let (join, others, out) = output.parts();
         let (others, avx512, avx2) = (&others, Path::has_avx512(), Path::has_avx2());
+        let paired = ranks.is_some();
+        let mut unpaired = pairs::Ranks::default();
+        let ranks = ranks.unwrap_or(&mut unpaired);
         macro_rules! steps {
-            ($path:ident, $join:ident) => {
-                $path::decode_steps::<GROUPS, $join>(table, log, states, reader, others, out)
+            ($path:ident, $join:ident, $paired:literal) => {
+                $path::decode_steps::<GROUPS, $join, $paired>(
+                    table, log, states, reader, ranks, others, out,
+                )
             };
         }
         // SAFETY (every arm): the path's instructions are available, as checked.
         unsafe {
-            match (path, join) {
-                (Path::Avx512, SYMBOLS) if avx512 => steps!(avx512, SYMBOLS),
-                (Path::Avx512, FIELDS16) if avx512 => steps!(avx512, FIELDS16),
-                (Path::Avx512, FIELDS32) if avx512 => steps!(avx512, FIELDS32),
-                (Path::Avx512, FP8_PAIRS) if avx512 => steps!(avx512, FP8_PAIRS),
-                (Path::Avx2, SYMBOLS) if avx2 => steps!(avx2, SYMBOLS),
-                (Path::Avx2, FIELDS16) if avx2 => steps!(avx2, FIELDS16),
-                (Path::Avx2, FIELDS32) if avx2 => steps!(avx2, FIELDS32),
-                (Path::Avx2, FP8_PAIRS) if avx2 => steps!(avx2, FP8_PAIRS),
+            match (path, join, paired) {
+                (Path::Avx512, SYMBOLS, false) if avx512 => steps!(avx512, SYMBOLS, false),
+                (Path::Avx512, FIELDS16, false) if avx512 => steps!(avx512, FIELDS16, false),
+                (Path::Avx512, FIELDS32, false) if avx512 => steps!(avx512, FIELDS32, false),
+                (Path::Avx512, FP8_PAIRS, false) if avx512 => steps!(avx512, FP8_PAIRS, false),
+                (Path::Avx512, SYMBOLS, true) if avx512 => steps!(avx512, SYMBOLS, true),
+                (Path::Avx512, FIELDS16, true) if avx512 => steps!(avx512, FIELDS16, true),
+                (Path::Avx512, FIELDS32, true) if avx512 => steps!(avx512, FIELDS32, true),
+                (Path::Avx2, SYMBOLS, false) if avx2 => steps!(avx2, SYMBOLS, false),
+                (Path::Avx2, FIELDS16, false) if avx2 => steps!(avx2, FIELDS16, false),
+                (Path::Avx2, FIELDS32, false) if avx2 => steps!(avx2, FIELDS32, false),
+                (Path::Avx2, FP8_PAIRS, false) if avx2 => steps!(avx2, FP8_PAIRS, false),
+                (Path::Avx2, SYMBOLS, true) if avx2 => steps!(avx2, SYMBOLS, true),
+                (Path::Avx2, FIELDS16, true) if avx2 => steps!(avx2, FIELDS16, true),
+                (Path::Avx2, FIELDS32, true) if avx2 => steps!(avx2, FIELDS32, true),
                 _ => 0,
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (path, table, log, states, reader, output);
+        let _ = (path, table, log, states, reader, ranks, output);
         0
     }
 }
@@ -719,21 +832,38 @@ impl WordReader<'_> {
     }
 }
 
-/// Decodes symbols `start..` into `output`, one by one: the reference, and the tail the vector path leaves.
+/// Decodes coded symbols `start..` into `output`, one by one: the reference, and the tail the vector path
+/// leaves. With `ranks`, each coded symbol is a pair of ranks ([`decode_coded`]).
 fn decode_scalar(
     table: &[Entry; TABLE_SIZE],
     log: u32,
     states: &mut [u32],
     reader: &mut WordReader,
+    mut ranks: Option<&mut pairs::Ranks>,
     output: &mut Output,
     start: usize,
 ) {
     let mask = (1 << log) - 1;
     let lanes = states.len();
-    for index in start..output.len() {
+    let symbols = output.len();
+    let coded = if ranks.is_some() {
+        symbols.div_ceil(2)
+    } else {
+        symbols
+    };
+    for index in start..coded {
         let state = &mut states[index % lanes];
         let entry = table[(*state & mask) as usize];
-        output.put(index, (entry >> 24) as u8);
+        let symbol = (entry >> 24) as u8;
+        match ranks.as_deref_mut() {
+            None => output.put(index, symbol),
+            Some(ranks) => {
+                output.put(2 * index, ranks.symbol(symbol & 0xf));
+                if 2 * index + 1 < symbols {
+                    output.put(2 * index + 1, ranks.symbol(symbol >> 4));
+                }
+            }
+        }
         *state = (entry & 0xfff) * (*state >> log) + (entry >> 12 & 0xfff);
         if *state < LOWER {
             *state = *state << 16 | reader.next();
@@ -748,7 +878,7 @@ mod tests {
     use proptest::prelude::*;
 
     /// The body from every encoding path, which must write the same bytes.
-    fn encoded(symbols: &[u8], lanes: Lanes) -> Vec<u8> {
+    pub(super) fn encoded(symbols: &[u8], lanes: Lanes) -> Vec<u8> {
         encoded_with(
             symbols,
             &Frequencies::for_histogram(&histogram(symbols)),
@@ -770,6 +900,24 @@ mod tests {
     /// Every decoding path, which must agree on every body, intact or not, putting symbols and joining
     /// values of every kind; joined values must be what joining the decoded symbols afterwards gives.
     fn decode_both(body: &[u8], lanes: Lanes, len: usize) -> Result<Vec<u8>, Error> {
+        let kinds = [
+            join::SYMBOLS,
+            join::FIELDS16,
+            join::FIELDS32,
+            join::FP8_PAIRS,
+        ];
+        decode_every_way(len, &kinds, |path, output| {
+            decode_on(path, body, lanes, output)
+        })
+    }
+
+    /// Decodes `len` symbols with `decode` on every path into every output of `kinds`, which must agree,
+    /// error for error, and join as the symbols do; returns the symbols.
+    pub(super) fn decode_every_way(
+        len: usize,
+        kinds: &[u8],
+        decode: impl Fn(Path, Output) -> Result<(), Error>,
+    ) -> Result<Vec<u8>, Error> {
         let field = |seed: usize| -> Vec<u8> { (0..len).map(|i| (i * seed + 13) as u8).collect() };
         let rest = [field(167), field(89), field(251)];
         // FP8 pairs: an odd number of codes where `len` is odd.
@@ -792,15 +940,10 @@ mod tests {
                     values,
                 },
             };
-            (decode_on(path, body, lanes, output), out)
+            (decode(path, output), out)
         };
         let (result, symbols) = decode(Path::Portable, join::SYMBOLS);
-        for kind in [
-            join::SYMBOLS,
-            join::FIELDS16,
-            join::FIELDS32,
-            join::FP8_PAIRS,
-        ] {
+        for &kind in kinds {
             let (portable_result, portable) = decode(Path::Portable, kind);
             assert_eq!(portable_result, result);
             if result.is_ok() {
@@ -830,7 +973,7 @@ mod tests {
     }
 
     /// Exponent-like symbols: a geometric spread around 120.
-    fn skewed(len: usize, seed: u64) -> Vec<u8> {
+    pub(super) fn skewed(len: usize, seed: u64) -> Vec<u8> {
         let mut next = crate::entropy::test_symbols::generator(seed);
         (0..len)
             .map(|_| {
