@@ -13,7 +13,8 @@
 //! one gathered element a cycle, the gather's own throughput (gathering in halves of 8 changes nothing, and
 //! 128 lanes gained the coder only 7% more). Lanes cost their states, 4 bytes each a block, so a block takes
 //! [`Lanes::Wide`] where those cost at most 1% of it, [`Lanes::Narrow`] where 32 states do, and tANS where
-//! neither does ([`Lanes::for_block`]).
+//! neither does ([`Lanes::for_block`]). Since a lookup costs the same whatever it decodes, long exponent
+//! streams are coded as pairs of ranks, two symbols a lookup ([`pairs`]).
 //!
 //! The encoder steps the same registers backwards through the symbols. Each symbol's count, cumulative
 //! count and division constants sit in one 64-bit entry (scalar loads and inserts beat gathers, by a third
