@@ -132,6 +132,9 @@ fn encode_split(
                 Some(histograms) => {
                     entropy::encode_block_counted(stream, &histograms[index], preference, payload)
                 }
+                None if split.pairable(index) => {
+                    entropy::encode_block_pairable(stream, preference, payload)
+                }
                 None => entropy::encode_block(stream, preference, payload),
             },
         }
@@ -682,6 +685,12 @@ mod tests {
                     .iter()
                     .all(|&mode| mode == entropy::Mode::Raw),
                 "{coding:?}"
+            );
+            // BF16 exponents pair; F32 ones, where they gain less, do not.
+            assert_eq!(
+                coding.modes[0] == entropy::Mode::RansPairs,
+                layout == Layout::Bf16,
+                "{layout}"
             );
             assert_damage_is_noticed(layout, &payload, &values);
         }

@@ -288,6 +288,12 @@ impl Split {
         }
     }
 
+    /// Whether stream `stream` may be coded in pairs of symbols ([`crate::entropy::encode_block_pairable`]):
+    /// the exponents of BF16 (and F16's high byte, where it qualifies).
+    pub(crate) fn pairable(self, stream: usize) -> bool {
+        self == Split::Fields16 && stream == 0
+    }
+
     /// Whether this split trades size for speed, so that only [`Preference::Speed`](crate::Preference::Speed)
     /// considers it: FP8 pairs code about 0.6 points larger than the whole codes (on MiniLM's and whisper's
     /// FP8 weights) and restore as fast per byte as BF16.

@@ -167,10 +167,23 @@ const BLOCK_HEADER_LEN: usize = 5;
 
 /// Appends the smallest block coding `symbols` to `out`. Streams must hold fewer than 2^32 symbols.
 pub fn encode_block(symbols: &[u8], preference: Preference, out: &mut Vec<u8>) {
+    encode_uncounted(symbols, preference, false, out);
+}
+
+/// [`encode_block`], or a pair code ([`rans::pairs`], mode 11) where it codes at most 1% larger than the
+/// 64-lane rANS code [`encode_block`] would write: for the exponents of 16-bit floats, whose restores it
+/// makes a third faster. (F32 exponents gain 4% and stay one symbol a lookup: their 0.04 points had taken
+/// MiniLM's F32 file above ZipNN's ratio.)
+pub fn encode_block_pairable(symbols: &[u8], preference: Preference, out: &mut Vec<u8>) {
+    encode_uncounted(symbols, preference, true, out);
+}
+
+/// [`encode_block`], in pairs where `pairable` and they pay.
+fn encode_uncounted(symbols: &[u8], preference: Preference, pairable: bool, out: &mut Vec<u8>) {
     if let Some(stored) = stored_if_incompressible(symbols) {
         return stored.write(symbols, out);
     }
-    encode_block_counted(symbols, &histogram(symbols), preference, out);
+    encode_counted(symbols, &histogram(symbols), preference, pairable, out);
 }
 
 /// [`encode_block`] for a stream whose histogram the caller has already counted.
@@ -178,6 +191,17 @@ pub fn encode_block_counted(
     symbols: &[u8],
     histogram: &[u32; 256],
     preference: Preference,
+    out: &mut Vec<u8>,
+) {
+    encode_counted(symbols, histogram, preference, false, out);
+}
+
+/// [`encode_block_counted`], in pairs where `pairable` and they pay.
+fn encode_counted(
+    symbols: &[u8],
+    histogram: &[u32; 256],
+    preference: Preference,
+    pairable: bool,
     out: &mut Vec<u8>,
 ) {
     let distinct = histogram.iter().filter(|&&count| count > 0).count();
@@ -192,6 +216,7 @@ pub fn encode_block_counted(
             histogram,
             symbols: symbols.len(),
             preference,
+            pairable,
             entropy: entropy_bytes(histogram),
             stored_limit,
             normalised: None,
@@ -272,6 +297,8 @@ struct AnsCandidate<'a> {
     histogram: &'a [u32; 256],
     symbols: usize,
     preference: Preference,
+    /// Whether the stream may be coded in pairs of symbols.
+    pairable: bool,
     /// The stream's order-0 entropy, in bytes.
     entropy: f64,
     /// The size every coder must stay below: 98% of the stored form.
@@ -313,7 +340,7 @@ impl AnsCandidate<'_> {
     fn write(self, symbols: &[u8], out: &mut Vec<u8>) {
         let (frequencies, tans_len) = self.normalised.expect("beats() normalised the frequencies");
         let lanes = rans::Lanes::for_block(tans_len, self.symbols);
-        if lanes == Some(rans::Lanes::Wide) {
+        if self.pairable && lanes == Some(rans::Lanes::Wide) {
             let budget =
                 (tans_len + 4 * rans::Lanes::Wide.count()) * PAIRS_AT_MOST_PER_MILLE / 1000;
             let start = out.len();
@@ -343,10 +370,10 @@ impl AnsCandidate<'_> {
 }
 
 /// The largest size of a pair code ([`rans::pairs`]), in thousandths of the one-symbol rANS code's, at which
-/// it is taken: it decodes twice the symbols a lookup. On the corpus, pairs of exponents code 0.3-0.6%
-/// larger (a table of 256 frequencies and their rounding, less what adjacent exponents share), and at 1%
-/// nearly every long exponent block takes them: MiniLM's BF16 file restores a third faster (4434 MB/s
-/// against 3390) for 0.07 points of ratio, its F32 file 9% faster.
+/// it is taken where the caller allows it ([`encode_block_pairable`]): it decodes twice the symbols a lookup.
+/// On the corpus, pairs of exponents code 0.3-0.6% larger (a table of 256 frequencies and their rounding,
+/// less what adjacent exponents share), and at 1% nearly every long exponent block takes them: MiniLM's BF16
+/// file restores a third faster (4486 MB/s against 3348) for 0.07 points of ratio.
 const PAIRS_AT_MOST_PER_MILLE: usize = 1010;
 
 /// Huffman codes averaging more bits than this take about one symbol per table lookup (11 bits), which
