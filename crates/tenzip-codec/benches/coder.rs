@@ -83,7 +83,7 @@ fn coders(c: &mut Criterion) {
     let code = huffman::Code::from_histogram(&counts);
     let frequencies = tans::Frequencies::for_histogram(&counts);
     let (narrow, wide) = (rans::Lanes::Narrow, rans::Lanes::Wide);
-    let encoders: [(&str, Encoder); 4] = [
+    let encoders: [(&str, Encoder); 5] = [
         ("huffman", &|body| code.encode(&exponents, body)),
         ("tans", &|body| tans::encode(&exponents, &frequencies, body)),
         ("rans", &|body| {
@@ -92,12 +92,21 @@ fn coders(c: &mut Criterion) {
         ("rans-wide", &|body| {
             rans::encode(&exponents, &frequencies, wide, body)
         }),
+        ("rans-pairs", &|body| {
+            assert!(rans::pairs::encode_within(
+                &exponents,
+                &counts,
+                usize::MAX,
+                body
+            ))
+        }),
     ];
-    let decoders: [Decoder; 4] = [
+    let decoders: [Decoder; 5] = [
         &huffman::decode,
         &tans::decode,
         &|body, out| rans::decode(body, narrow, rans::Output::Symbols(out)),
         &|body, out| rans::decode(body, wide, rans::Output::Symbols(out)),
+        &|body, out| rans::pairs::decode(body, rans::Output::Symbols(out)),
     ];
     for ((name, encode), decode) in encoders.into_iter().zip(decoders) {
         let mut body = Vec::new();
