@@ -585,6 +585,7 @@ fn put_coded_x16<const JOIN: u8, const PAIRED: bool>(
 }
 
 /// Sets the symbols of the 32 from `start` whose bits are set in `escaped` to the next escaped symbols.
+#[cfg(target_arch = "x86_64")]
 #[cold]
 #[inline(never)]
 fn put_escapes(join: u8, mut escaped: u32, ranks: &mut pairs::Ranks, start: usize, out: &mut [u8]) {
@@ -600,6 +601,7 @@ fn put_escapes(join: u8, mut escaped: u32, ranks: &mut pairs::Ranks, start: usiz
 }
 
 /// Sets the symbol of value `index`, joined by kind `join` (not FP8 pairs), leaving its other fields.
+#[cfg(target_arch = "x86_64")]
 fn set_symbol(join: u8, out: &mut [u8], index: usize, symbol: u8) {
     let size = join::bytes_per_symbol(join);
     let value = &mut out[size * index..size * (index + 1)];

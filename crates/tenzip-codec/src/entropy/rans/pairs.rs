@@ -43,6 +43,7 @@ pub(super) struct Ranks<'a> {
 
 impl Ranks<'_> {
     /// The table, for the vector decoders' byte shuffles.
+    #[cfg(target_arch = "x86_64")]
     pub(super) fn table(&self) -> &[u8; 16] {
         &self.table
     }
@@ -70,8 +71,8 @@ impl Ranks<'_> {
     }
 }
 
-/// Streams whose escapes would exceed this share of their symbols are not paired (each costs a byte and a
-/// replacement).
+/// Streams with more than one symbol in this many outside the 15 commonest are not paired: each escape costs
+/// a stored byte and a trip through the decoders' cold path.
 const MAX_ESCAPE_SHARE: usize = 256;
 
 thread_local! {
@@ -88,15 +89,16 @@ pub fn encode_within(
     budget: usize,
     out: &mut Vec<u8>,
 ) -> bool {
+    if symbols.len() < MIN_SYMBOLS {
+        return false;
+    }
     let table = commonest(histogram);
     let covered: u64 = table
         .iter()
         .map(|&symbol| u64::from(histogram[usize::from(symbol)]))
         .sum();
     let escapes = symbols.len() - covered as usize;
-    symbols.len() >= MIN_SYMBOLS
-        && escapes * MAX_ESCAPE_SHARE <= symbols.len()
-        && encode_ranked(symbols, &table, budget, out)
+    escapes * MAX_ESCAPE_SHARE <= symbols.len() && encode_ranked(symbols, &table, budget, out)
 }
 
 /// The 15 symbols with the highest counts in `histogram`, highest first (the lower symbol first among equal
@@ -316,6 +318,31 @@ mod tests {
         assert_eq!(decode_body(&body, symbols.len()).unwrap(), symbols);
         // Near the entropy of the symbols: pairs lose to rounding what they gain from adjacent symbols.
         crate::entropy::test_symbols::assert_near_entropy(&symbols, body.len(), 1.01, 2000.0);
+    }
+
+    #[test]
+    fn vector_and_portable_pairing_agree() {
+        let symbols = with_escapes(10_000, &[0, 1, 127, 128, 129, 5000, 9998]);
+        let mut ranks = [ESCAPE; 256];
+        for (rank, &symbol) in commonest(&histogram::histogram(&symbols))
+            .iter()
+            .enumerate()
+        {
+            ranks[usize::from(symbol)] = rank as u8;
+        }
+        let (mut portable, mut portable_escaped) = (vec![0; 5000], Vec::new());
+        pair_ranks(&ranks, &symbols, &mut portable, &mut portable_escaped);
+        let (mut vector, mut vector_escaped) = (vec![0; 5000], Vec::new());
+        let done = pair_ranks_vectorised(&ranks, &symbols, &mut vector, &mut vector_escaped);
+        pair_ranks(
+            &ranks,
+            &symbols[done..],
+            &mut vector[done / 2..],
+            &mut vector_escaped,
+        );
+        assert_eq!(vector, portable);
+        assert_eq!(vector_escaped, portable_escaped);
+        assert!(!portable_escaped.is_empty());
     }
 
     #[test]
