@@ -82,7 +82,7 @@ thread_local! {
 
 /// Appends a pair body coding `symbols`, whose histogram is `histogram`, and returns `true`, if it takes at
 /// most `budget` bytes; otherwise appends nothing and returns `false`. Streams of fewer than [`MIN_SYMBOLS`],
-/// or with more than one symbol in [`MAX_ESCAPE_SHARE`] outside the commonest 15, are not tried.
+/// or with more than one symbol in 256 outside the commonest 15, are not tried.
 pub fn encode_within(
     symbols: &[u8],
     histogram: &[u32; 256],
