@@ -95,6 +95,7 @@ pub fn block_decode(data: &[u8]) {
 
 /// The rANS encoders on any symbols with at least two distinct values, at a table size the selector picks:
 /// every vector encoder writes the same body as the portable one, in both widths, and it decodes back to the symbols.
+/// The symbols repeated to the length pairs need are coded in pairs where they qualify, and decode back too.
 pub fn ans_encode(data: &[u8]) {
     use tenzip_codec::entropy::{histogram, rans, tans};
     let Some((&selector, symbols)) = data.split_first() else {
@@ -125,6 +126,16 @@ pub fn ans_encode(data: &[u8]) {
         let output = rans::Output::Symbols(&mut out);
         assert_eq!(rans::decode(&portable, lanes, output), Ok(()));
         assert_eq!(out, symbols);
+    }
+    // An odd length where the selector's low bit is set.
+    let len = rans::pairs::MIN_SYMBOLS + usize::from(selector & 1);
+    let repeated: Vec<u8> = symbols.iter().copied().cycle().take(len).collect();
+    let mut body = Vec::new();
+    if rans::pairs::encode_within(&repeated, &histogram(&repeated), usize::MAX, &mut body) {
+        let mut out = vec![0; repeated.len()];
+        let output = rans::Output::Symbols(&mut out);
+        assert_eq!(rans::pairs::decode(&body, output), Ok(()));
+        assert!(out == repeated, "pairs round trip");
     }
 }
 
