@@ -6,7 +6,7 @@
 //! store of a slice or array at least as long as the access (each block says why), and every gather index
 //! is masked below the table's length.
 
-use super::{pairs, put_coded_x16, Entry, WordReader, LOWER, TABLE_SIZE};
+use super::{join, pairs, put_coded_x16, put_escapes, Entry, WordReader, LOWER, TABLE_SIZE};
 use std::arch::x86_64::*;
 
 /// Decodes whole steps of `16 * GROUPS` coded symbols while a step's words are surely in the stream, exactly
@@ -15,8 +15,8 @@ use std::arch::x86_64::*;
 /// by `ranks`); returns the coded symbols decoded.
 ///
 /// # Safety
-/// The CPU must support AVX-512F.
-#[target_feature(enable = "avx512f,popcnt")]
+/// The CPU must support AVX-512F, AVX-512BW and AVX-512VL.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt")]
 pub(super) unsafe fn decode_steps<const GROUPS: usize, const JOIN: u8, const PAIRED: bool>(
     table: &[Entry; TABLE_SIZE],
     log: u32,
@@ -50,7 +50,12 @@ pub(super) unsafe fn decode_steps<const GROUPS: usize, const JOIN: u8, const PAI
             let scaled = _mm512_mullo_epi32(count, _mm512_srl_epi32(*states, log));
             *states = _mm512_add_epi32(scaled, bias);
             let symbols = _mm512_cvtepi32_epi8(_mm512_srli_epi32::<24>(entries));
-            put_coded_x16::<JOIN, PAIRED>(symbols, ranks, others, done + 16 * group, out);
+            let at = done + 16 * group;
+            if PAIRED && JOIN == join::FIELDS16 {
+                put_paired_fields16(symbols, ranks, others[0], at, out);
+            } else {
+                put_coded_x16::<JOIN, PAIRED>(symbols, ranks, others, at, out);
+            }
         }
         for states in &mut registers {
             let wants = _mm512_cmplt_epu32_mask(*states, lower);
@@ -71,6 +76,49 @@ pub(super) unsafe fn decode_steps<const GROUPS: usize, const JOIN: u8, const PAI
         unsafe { _mm512_storeu_si512(group.as_mut_ptr().cast(), registers) };
     }
     done
+}
+
+/// Puts the 32 symbols that 16 coded pairs give, as `put_coded_x16` would for 16-bit values, in 512-bit
+/// registers: ranks to symbols with one byte shuffle of 32, symbols and `low`'s bytes widened to 16 bits and
+/// joined, one 64-byte store (the 128-bit path's two joins of 16 and four stores made restores of pairs
+/// a quarter slower).
+#[inline(always)]
+fn put_paired_fields16(
+    coded: __m128i,
+    ranks: &mut pairs::Ranks,
+    low: &[u8],
+    at: usize,
+    out: &mut [u8],
+) {
+    let (low, values) = (&low[2 * at..2 * at + 32], &mut out[4 * at..4 * at + 64]);
+    // SAFETY: loads the 16 bytes of the table and the 32 of `low`, stores the 64 of `values`; this is
+    // inlined into `decode_steps`, whose callers guarantee AVX-512F, BW and VL.
+    let escaped = unsafe {
+        let nibble = _mm_set1_epi8(0x0f);
+        let (first, second) = (
+            _mm_and_si128(coded, nibble),
+            _mm_and_si128(_mm_srli_epi16::<4>(coded), nibble),
+        );
+        let in_order = _mm256_inserti128_si256::<1>(
+            _mm256_castsi128_si256(_mm_unpacklo_epi8(first, second)),
+            _mm_unpackhi_epi8(first, second),
+        );
+        let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(ranks.table().as_ptr().cast()));
+        let symbols = _mm512_cvtepu8_epi16(_mm256_shuffle_epi8(table, in_order));
+        let low = _mm512_cvtepu8_epi16(_mm256_loadu_si256(low.as_ptr().cast()));
+        // Bit 15 from the low byte's top bit, bits 14..7 the symbol, bits 6..0 the low byte's.
+        let top = _mm512_and_si512(_mm512_slli_epi16::<8>(low), _mm512_set1_epi16(i16::MIN));
+        let bottom = _mm512_and_si512(low, _mm512_set1_epi16(0x7f));
+        let joined = _mm512_or_si512(
+            _mm512_or_si512(top, bottom),
+            _mm512_slli_epi16::<7>(symbols),
+        );
+        _mm512_storeu_si512(values.as_mut_ptr().cast(), joined);
+        _mm256_cmpeq_epi8_mask(in_order, _mm256_set1_epi8(pairs::ESCAPE as i8))
+    };
+    if escaped != 0 {
+        put_escapes(join::FIELDS16, escaped, ranks, 2 * at, out);
+    }
 }
 
 /// [`super::pairs`]'s pairing of ranks for whole batches of 128 symbols: each symbol's rank from a 256-byte
