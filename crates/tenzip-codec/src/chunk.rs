@@ -434,9 +434,10 @@ fn decode_split(
     Ok(())
 }
 
-/// Decodes a field split whose first field (the exponents, or the F16 high byte) is rANS-coded (FP8 pairs:
-/// one symbol at a time) and whose other fields are stored, nearly every chunk of a flat BF16, F16 or F32 tensor and of FP8 pairs, in one
-/// pass: the decoder joins each symbol with the stored fields' bytes as it comes ([`rans::Output`]).
+/// Decodes a field split whose first field (the exponents, or the F16 high byte) is rANS-coded, 16-bit
+/// floats' exponents also in pairs, and whose other fields are stored, nearly every chunk of a flat BF16, F16
+/// or F32 tensor and of FP8 pairs, in one pass: the decoder joins each symbol with the stored fields' bytes as
+/// it comes ([`rans::Output`]).
 /// `false`, having written nothing, where the chunk is coded otherwise.
 fn decode_in_one_pass(split: Split, blocks: &[u8], out: &mut [u8]) -> Result<bool, Error> {
     if !matches!(split, Split::Fields16 | Split::Fields32 | Split::Fp8Pairs) {
