@@ -2,7 +2,8 @@
 //! load or store of a slice or array at least as long as the access (each block says why), and every
 //! gather index is masked below the table's length.
 
-use super::{pairs, put_coded_x16, Entry, WordReader, LOWER, TABLE_SIZE};
+use super::pairs::{self, ESCAPE};
+use super::{put_coded_x16, Entry, WordReader, LOWER, TABLE_SIZE};
 use std::arch::x86_64::*;
 
 // A state wants a word when its top 16 bits are zero.
@@ -237,5 +238,77 @@ pub(super) unsafe fn decode_steps<const GROUPS: usize, const JOIN: u8, const PAI
     }
     // SAFETY: AVX2 is available (this function's contract).
     unsafe { store(registers, states) };
+    done
+}
+
+/// [`super::pairs`]'s pairing of ranks for whole batches of 64 symbols: each symbol's rank looked up, for each
+/// high nibble that any of the table's symbols has (two or three for exponents), with a byte shuffle of its
+/// row of the 256-byte rank table by the low nibble, kept where the high nibble matches (the others escape);
+/// each 16-bit lane's two ranks then narrowed to one byte. Batches holding an escape append their escaped
+/// symbols to `escaped`, in order. Returns the symbols paired.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn pair_ranks(
+    ranks: &[u8; 256],
+    symbols: &[u8],
+    pairs: &mut [u8],
+    escaped: &mut Vec<u8>,
+) -> usize {
+    let escape = _mm256_set1_epi8(ESCAPE as i8);
+    let nibble = _mm256_set1_epi8(0x0f);
+    // The rows with a ranked symbol, each in both halves of a register, beside its high nibble.
+    let mut rows = [(escape, escape); 16];
+    let mut used = 0;
+    for (high, row) in ranks.chunks_exact(16).enumerate() {
+        if row.iter().any(|&rank| rank != ESCAPE) {
+            // SAFETY: reads the 16 bytes of `row`.
+            let row = unsafe { _mm_loadu_si128(row.as_ptr().cast()) };
+            rows[used] = (
+                _mm256_broadcastsi128_si256(row),
+                _mm256_set1_epi8(high as i8),
+            );
+            used += 1;
+        }
+    }
+    let rows = &rows[..used];
+    let rank = |symbols: __m256i| {
+        let low = _mm256_and_si256(symbols, nibble);
+        let high = _mm256_and_si256(_mm256_srli_epi16::<4>(symbols), nibble);
+        rows.iter().fold(escape, |ranked, &(row, row_high)| {
+            let found = _mm256_shuffle_epi8(row, low);
+            _mm256_blendv_epi8(ranked, found, _mm256_cmpeq_epi8(high, row_high))
+        })
+    };
+    // A lane's first rank (its low byte) stays in the low nibble, its second moves up from bit 8 to bit 4.
+    let pair = |ranks: __m256i| {
+        _mm256_or_si256(
+            _mm256_and_si256(ranks, _mm256_set1_epi16(0x0f)),
+            _mm256_and_si256(_mm256_srli_epi16::<4>(ranks), _mm256_set1_epi16(0xf0)),
+        )
+    };
+    // SAFETY (closure): reads 32 bytes of a slice at least that long.
+    let load = |bytes: &[u8]| unsafe { _mm256_loadu_si256(bytes[..32].as_ptr().cast()) };
+    let mut done = 0;
+    for (batch, out) in symbols.chunks_exact(64).zip(pairs.chunks_exact_mut(32)) {
+        let (first, second) = (rank(load(batch)), rank(load(&batch[32..])));
+        // The pack interleaves the halves' 8-byte runs; the permute puts them back in order.
+        let packed = _mm256_packus_epi16(pair(first), pair(second));
+        let packed = _mm256_permute4x64_epi64::<0b11_01_10_00>(packed);
+        // SAFETY: writes the 32 bytes of `out`.
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), packed) };
+        let escapes = _mm256_or_si256(
+            _mm256_cmpeq_epi8(first, escape),
+            _mm256_cmpeq_epi8(second, escape),
+        );
+        if _mm256_movemask_epi8(escapes) != 0 {
+            let escapes = batch
+                .iter()
+                .filter(|&&symbol| ranks[usize::from(symbol)] == ESCAPE);
+            escaped.extend(escapes);
+        }
+        done += 64;
+    }
     done
 }

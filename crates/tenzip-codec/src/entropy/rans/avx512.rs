@@ -121,55 +121,6 @@ fn put_paired_fields16(
     }
 }
 
-/// [`super::pairs`]'s pairing of ranks for whole batches of 128 symbols: each symbol's rank from a 256-byte
-/// table in four registers (two two-register byte permutes, one for symbols below 128 and one above, and a
-/// blend by the top bit), each 16-bit lane's two ranks then narrowed to one byte. Batches holding an escape
-/// append their escaped symbols to `escaped`, in order. Returns the symbols paired.
-///
-/// # Safety
-/// The CPU must support AVX-512F, AVX-512BW and AVX-512VBMI.
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-pub(super) unsafe fn pair_ranks(
-    ranks: &[u8; 256],
-    symbols: &[u8],
-    pairs: &mut [u8],
-    escaped: &mut Vec<u8>,
-) -> usize {
-    // SAFETY (both closures): each load reads 64 bytes of a slice at least that long.
-    let load = |bytes: &[u8]| unsafe { _mm512_loadu_si512(bytes[..64].as_ptr().cast()) };
-    let table: [__m512i; 4] = std::array::from_fn(|quarter| load(&ranks[64 * quarter..]));
-    let escape = _mm512_set1_epi8(super::pairs::ESCAPE as i8);
-    let rank = |symbols: __m512i| {
-        let below = _mm512_permutex2var_epi8(table[0], symbols, table[1]);
-        let above = _mm512_permutex2var_epi8(table[2], symbols, table[3]);
-        _mm512_mask_blend_epi8(_mm512_movepi8_mask(symbols), below, above)
-    };
-    // A lane's first rank (its low byte) stays in the low nibble, its second moves up from bit 8 to bit 4.
-    let pair = |ranks: __m512i| {
-        _mm512_cvtepi16_epi8(_mm512_or_si512(
-            _mm512_and_si512(ranks, _mm512_set1_epi16(0x0f)),
-            _mm512_and_si512(_mm512_srli_epi16::<4>(ranks), _mm512_set1_epi16(0xf0)),
-        ))
-    };
-    let mut done = 0;
-    for (batch, out) in symbols.chunks_exact(128).zip(pairs.chunks_exact_mut(64)) {
-        let (first, second) = (rank(load(batch)), rank(load(&batch[64..])));
-        // SAFETY: each store writes 32 bytes of the 64 of `out`.
-        unsafe {
-            _mm256_storeu_si256(out.as_mut_ptr().cast(), pair(first));
-            _mm256_storeu_si256(out[32..].as_mut_ptr().cast(), pair(second));
-        }
-        if _mm512_cmpeq_epi8_mask(first, escape) | _mm512_cmpeq_epi8_mask(second, escape) != 0 {
-            let escapes = batch
-                .iter()
-                .filter(|&&symbol| ranks[usize::from(symbol)] == super::pairs::ESCAPE);
-            escaped.extend(escapes);
-        }
-        done += 128;
-    }
-    done
-}
-
 /// Symbols whose coding parameters the encoder keeps in registers: two registers of sixteen each.
 const WINDOW: usize = 32;
 

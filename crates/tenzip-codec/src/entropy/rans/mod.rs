@@ -664,12 +664,6 @@ impl Path {
             && std::arch::is_x86_feature_detected!("avx512vl")
     }
 
-    /// Whether the CPU also has AVX-512 VBMI's byte permutes (the pair encoder's rank lookups).
-    #[cfg(target_arch = "x86_64")]
-    fn has_avx512_vbmi() -> bool {
-        Path::has_avx512() && std::arch::is_x86_feature_detected!("avx512vbmi")
-    }
-
     /// The fastest path this CPU can take (detected once: the check is a few loads, but blocks are many).
     fn fastest() -> Path {
         static FASTEST: std::sync::OnceLock<Path> = std::sync::OnceLock::new();
