@@ -1,6 +1,6 @@
 //! rANS over pairs of symbols (block mode 11): one table lookup decodes two exponents.
 //!
-//! A flat BF16 restore is three quarters rANS decoding, and the decoder runs at the gather's throughput, one
+//! A flat BF16 restore was three quarters rANS decoding, and the decoder runs at the gather's throughput, one
 //! table entry a cycle: a symbol costs a gathered entry whatever its entropy. Exponent streams spend nearly
 //! all their symbols on a dozen values, so two symbols' ranks among the stream's 15 commonest fit in one byte,
 //! and one entry decodes both: the symbols become two nibbles, looked up in a 16-byte table with a byte
