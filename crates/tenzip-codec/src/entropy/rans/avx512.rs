@@ -6,7 +6,10 @@
 //! store of a slice or array at least as long as the access (each block says why), and every gather index
 //! is masked below the table's length.
 
-use super::{join, pairs, put_coded_x16, put_escapes, Entry, WordReader, LOWER, TABLE_SIZE};
+use super::{
+    join, pair_ranks_in_order, pairs, put_coded_x16, put_escapes, Entry, WordReader, LOWER,
+    TABLE_SIZE,
+};
 use std::arch::x86_64::*;
 
 /// Decodes whole steps of `16 * GROUPS` coded symbols while a step's words are surely in the stream, exactly
@@ -94,15 +97,8 @@ fn put_paired_fields16(
     // SAFETY: loads the 16 bytes of the table and the 32 of `low`, stores the 64 of `values`; this is
     // inlined into `decode_steps`, whose callers guarantee AVX-512F, BW and VL.
     let escaped = unsafe {
-        let nibble = _mm_set1_epi8(0x0f);
-        let (first, second) = (
-            _mm_and_si128(coded, nibble),
-            _mm_and_si128(_mm_srli_epi16::<4>(coded), nibble),
-        );
-        let in_order = _mm256_inserti128_si256::<1>(
-            _mm256_castsi128_si256(_mm_unpacklo_epi8(first, second)),
-            _mm_unpackhi_epi8(first, second),
-        );
+        let (first, second) = pair_ranks_in_order(coded);
+        let in_order = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(first), second);
         let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(ranks.table().as_ptr().cast()));
         let symbols = _mm512_cvtepu8_epi16(_mm256_shuffle_epi8(table, in_order));
         let low = _mm512_cvtepu8_epi16(_mm256_loadu_si256(low.as_ptr().cast()));

@@ -563,12 +563,7 @@ fn put_coded_x16<const JOIN: u8, const PAIRED: bool>(
     // decoders this is inlined into have; the rest is SSE2, part of x86-64.
     let (first, second, escaped) = unsafe {
         let table = _mm_loadu_si128(ranks.table().as_ptr().cast());
-        let nibble = _mm_set1_epi8(0x0f);
-        let (low, high) = (
-            _mm_and_si128(coded, nibble),
-            _mm_and_si128(_mm_srli_epi16::<4>(coded), nibble),
-        );
-        let (first, second) = (_mm_unpacklo_epi8(low, high), _mm_unpackhi_epi8(low, high));
+        let (first, second) = pair_ranks_in_order(coded);
         let escape = _mm_set1_epi8(pairs::ESCAPE as i8);
         let escaped = |ranks| _mm_movemask_epi8(_mm_cmpeq_epi8(ranks, escape)) as u32;
         (
@@ -581,6 +576,26 @@ fn put_coded_x16<const JOIN: u8, const PAIRED: bool>(
     put_x16::<JOIN>(second, others, 2 * at + 16, out);
     if escaped != 0 {
         put_escapes(JOIN, escaped, ranks, 2 * at, out);
+    }
+}
+
+/// The 32 ranks of 16 coded pairs in symbol order: those of symbols 0 to 15, then 16 to 31 (a pair's first
+/// rank is its low nibble).
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline(always)]
+fn pair_ranks_in_order(
+    coded: std::arch::x86_64::__m128i,
+) -> (std::arch::x86_64::__m128i, std::arch::x86_64::__m128i) {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2, part of x86-64.
+    unsafe {
+        let nibble = _mm_set1_epi8(0x0f);
+        let (low, high) = (
+            _mm_and_si128(coded, nibble),
+            _mm_and_si128(_mm_srli_epi16::<4>(coded), nibble),
+        );
+        (_mm_unpacklo_epi8(low, high), _mm_unpackhi_epi8(low, high))
     }
 }
 
