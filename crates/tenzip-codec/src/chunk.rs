@@ -225,8 +225,21 @@ fn choose_split(
     let scale = values.len() as f64 / sample.len().max(1) as f64;
     let mut byte_histogram = None;
     let mut best = (0, f64::INFINITY, None);
-    // A split that cannot represent every value of the chunk (the joint BF16 fields) is not a candidate.
-    for (index, split) in splits().filter(|(_, split)| split.fits(values)) {
+    // A split that cannot represent every value of the chunk (the joint BF16 fields) is not a candidate, and
+    // a fallback for such chunks is one only where the layout's own split cannot.
+    let own_split = match layout {
+        Layout::Channels { float, channels } => Some(Split::Channels { float, channels }),
+        _ => None,
+    };
+    let own_split_fits = own_split.is_none_or(|split| split.fits(values));
+    let candidates = splits().filter(|&(_, split)| {
+        if Some(split) == own_split {
+            own_split_fits
+        } else {
+            split.fits(values) && !(own_split_fits && split.is_fallback_in(layout))
+        }
+    });
+    for (index, split) in candidates {
         let (cost, histograms) = if split.is_bytewise() {
             let byte_histogram = byte_histogram.get_or_insert_with(|| entropy::histogram(sample));
             let histograms = bytewise_stream_histograms(split, byte_histogram, scratch);
