@@ -195,8 +195,8 @@ struct SplitChoice {
 /// [`Split::speed_penalty`]. Bytewise splits are costed from the values' byte histogram instead, with no pass
 /// of their own; where every split is bytewise, that histogram counts the whole chunk, which prices the splits
 /// exactly and spares the chosen streams' coders counting them again. Splits that trade size for speed
-/// ([`Split::is_for_speed`]) are candidates only where speed is preferred. Only layouts with a choice pay for
-/// this.
+/// ([`Split::is_for_speed`]) are candidates only where speed is preferred, and those that trade speed for
+/// size ([`Split::is_for_size`]) only where size is. Only layouts with a choice pay for this.
 fn choose_split(
     layout: Layout,
     values: &[u8],
@@ -206,7 +206,10 @@ fn choose_split(
     let splits = || {
         (0..layout.split_count())
             .map(|index| (index, layout.split(index).expect("index below split_count")))
-            .filter(|(_, split)| preference == Preference::Speed || !split.is_for_speed())
+            .filter(|(_, split)| match preference {
+                Preference::Size => !split.is_for_speed(),
+                Preference::Speed => !split.is_for_size(),
+            })
     };
     if layout.split_count() == 1 {
         return SplitChoice {
@@ -756,6 +759,10 @@ mod tests {
         let flat = round_trip(Layout::Bf16, &values).len();
         let per_channel = round_trip(layout, &values).len();
         assert!(per_channel * 100 < flat * 95, "{per_channel} vs {flat}");
+        // Where speed is preferred, the chunk takes the flat split, which decodes faster.
+        let choice =
+            choose_split(layout, &values, Preference::Speed, &mut Scratch::default()).index;
+        assert_eq!(layout.split(choice), Some(Split::Fields16));
         // Exponents up to 131 do not fit one byte with the sign: the fields go apart.
         let values = rows(100);
         let choice = choose_split(layout, &values, Preference::Size, &mut Scratch::default()).index;

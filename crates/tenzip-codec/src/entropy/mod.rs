@@ -140,7 +140,9 @@ pub enum Preference {
     /// Huffman, or where Huffman's codes are long (about one symbol per lookup) and the block long enough for
     /// rANS, which then decodes faster. Blocks long enough for 64-lane rANS take it as [`Preference::Size`]
     /// does: it decodes BF16 exponents as fast as Huffman does (2 GB/s with AVX-512), where the preference
-    /// had made MiniLM's BF16 file 0.2 points larger and 4% slower to restore.
+    /// had made MiniLM's BF16 file 0.2 points larger and 4% slower to restore. Chunks also take the splits
+    /// that decode faster at some cost in size (FP8 pairs) and leave those that decode slower for their size
+    /// (per-channel tables, whose clusters decode one symbol a value and are transposed back into rows).
     Speed,
 }
 
