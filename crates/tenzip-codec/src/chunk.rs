@@ -228,18 +228,19 @@ fn choose_split(
     let scale = values.len() as f64 / sample.len().max(1) as f64;
     let mut byte_histogram = None;
     let mut best = (0, f64::INFINITY, None);
-    // A split that cannot represent every value of the chunk (the joint BF16 fields) is not a candidate, and
-    // a fallback for such chunks is one only where the layout's own split cannot.
+    // A split that cannot represent every value of the chunk (the joint BF16 fields) is not a candidate, nor
+    // is an alternative to the layout's own split where it gives way to it.
     let own_split = match layout {
         Layout::Channels { float, channels } => Some(Split::Channels { float, channels }),
         _ => None,
     };
     let own_split_fits = own_split.is_none_or(|split| split.fits(values));
+    let rows = values.len() / value_size;
     let candidates = splits().filter(|&(_, split)| {
         if Some(split) == own_split {
             own_split_fits
         } else {
-            split.fits(values) && !(own_split_fits && split.is_fallback_in(layout))
+            split.fits(values) && !split.gives_way_in(layout, rows, own_split_fits)
         }
     });
     for (index, split) in candidates {
