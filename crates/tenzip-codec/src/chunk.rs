@@ -3,6 +3,7 @@
 use crate::entropy::{self, rans, Block, Preference};
 use crate::rows::{self, RepeatedRows};
 use crate::{Error, Layout, Split};
+use std::cell::LazyCell;
 
 /// Buffers reused from chunk to chunk: allocating and first-touching fresh stream buffers for every chunk
 /// costs as much as coding them. Keep one per thread.
@@ -234,14 +235,16 @@ fn choose_split(
         Layout::Channels { float, channels } => Some(Split::Channels { float, channels }),
         _ => None,
     };
-    let own_split_fits = own_split.is_none_or(|split| split.fits(values));
+    // A pass over the chunk, made only where a per-channel split is a candidate (not with speed preferred).
+    let own_split_fits = LazyCell::new(|| own_split.is_none_or(|split| split.fits(values)));
     let rows = values.len() / value_size;
-    let candidates = splits().filter(|&(_, split)| {
-        if Some(split) == own_split {
-            own_split_fits
-        } else {
-            split.fits(values) && !split.gives_way_in(layout, rows, own_split_fits)
+    let candidates = splits().filter(|&(_, split)| match split {
+        Split::Channels { .. } if Some(split) == own_split => *own_split_fits,
+        Split::Channels { .. } => {
+            split.fits(values) && !split.gives_way_in(layout, rows, *own_split_fits)
         }
+        // Flat splits represent every value and give way to none.
+        _ => true,
     });
     for (index, split) in candidates {
         let (cost, histograms) = if split.is_bytewise() {

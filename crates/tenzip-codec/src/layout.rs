@@ -306,7 +306,7 @@ impl Split {
     }
 
     /// Whether this split trades speed for size, so that only [`Preference::Size`](crate::Preference::Size)
-    /// considers it: per-channel tables take whisper's token embedding 4-6% below the flat split, but its
+    /// considers it: per-channel tables take whisper's token embedding 5-7% below the flat split, but its
     /// channels decode in clusters, one symbol a value, and are transposed back into rows, at 1.8 GB/s
     /// (BF16) where the flat split, its exponents in pairs, restores at 4.9.
     pub(crate) fn is_for_size(self) -> bool {
