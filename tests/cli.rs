@@ -372,3 +372,30 @@ fn analyze_measures_fields_and_draws_pictures() {
         "nothing written"
     );
 }
+
+#[test]
+fn each_error_is_told_once() {
+    let (dir, name) = scratch_with(FIXTURE);
+    let out = tenzip(dir.path(), &["compress", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let packed = std::fs::read(dir.path().join(format!("{name}.tzp"))).unwrap();
+    std::fs::write(dir.path().join("cut.tzp"), &packed[..packed.len() / 2]).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"not a model").unwrap();
+    // Each message names its file and says what is wrong, with the cause's own words, exactly once: errors
+    // that also reported their causes as sources were printed two or three times over by the chain.
+    for (args, what) in [
+        (vec!["compress", name.as_str()], "already exists"),
+        (vec!["decompress", "cut.tzp"], "footer is missing"),
+        (
+            vec!["compress", "notes.txt"],
+            "neither a safetensors nor a GGUF file",
+        ),
+        (vec!["decompress", "missing.tzp"], "(os error 2)"),
+    ] {
+        let out = tenzip(dir.path(), &args);
+        let message = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {message}");
+        assert_eq!(message.lines().count(), 1, "{args:?}: {message}");
+        assert_eq!(message.matches(what).count(), 1, "{args:?}: {message}");
+    }
+}

@@ -39,8 +39,10 @@ pub enum Error {
     #[error("manifest does not inflate: {0}")]
     ManifestDeflate(String),
     /// The manifest is not valid JSON of the expected shape.
+    /// The JSON error is in the message, not reported as a source, which a printed chain of sources
+    /// would repeat.
     #[error("manifest is not valid: {0}")]
-    ManifestJson(#[source] serde_json::Error),
+    ManifestJson(serde_json::Error),
     /// The manifest's numbers contradict one another or the file.
     #[error("manifest is inconsistent: {0}")]
     Inconsistent(String),

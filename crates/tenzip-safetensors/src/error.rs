@@ -33,8 +33,10 @@ pub enum Error {
     #[error("header is not valid UTF-8")]
     HeaderNotUtf8,
     /// The header is not a JSON object of tensors, or a tensor entry is malformed.
+    /// The JSON error is in the message, not reported as a source, which a printed chain of sources
+    /// would repeat.
     #[error("header is not valid JSON for safetensors: {0}")]
-    Json(#[source] serde_json::Error),
+    Json(serde_json::Error),
     /// Two entries share a name.
     #[error("tensor name {0:?} appears twice")]
     DuplicateName(String),

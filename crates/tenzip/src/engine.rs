@@ -492,11 +492,11 @@ pub(crate) fn decode_checked<B: AsRef<[u8]>>(
     scratch: &mut Scratch,
 ) -> Result<(), ErrorKind> {
     let chunk = &segment.chunks[index];
-    decode_chunk(layout, container.payload(chunk), out, scratch).map_err(|source| {
+    decode_chunk(layout, container.payload(chunk), out, scratch).map_err(|cause| {
         ErrorKind::Codec {
             segment: describe(segment),
             chunk: index,
-            source,
+            cause,
         }
     })?;
     if Checksum::of(out) != chunk.xxh3 {

@@ -121,10 +121,10 @@ fn segment_codings(
     let mut counts = BTreeMap::new();
     for (index, chunk) in segment.chunks.iter().enumerate() {
         let coding =
-            chunk_coding(layout, container.payload(chunk)).map_err(|source| ErrorKind::Codec {
+            chunk_coding(layout, container.payload(chunk)).map_err(|cause| ErrorKind::Codec {
                 segment: describe(segment),
                 chunk: index,
-                source,
+                cause,
             })?;
         let modes: Vec<&str> = coding.modes.iter().map(|mode| mode.name()).collect();
         let rows = if coding.repeated_rows { "rows+" } else { "" };
