@@ -222,6 +222,7 @@ impl SegmentJson<'_> {
 }
 
 pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
+    use Align::{Left, Right};
     let manifest = &inspection.manifest;
     let segments: Vec<SegmentJson> = manifest
         .segments
@@ -266,28 +267,37 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
         report.ratio * 100.0,
         report.writer
     );
-    out += &format!(
-        "\n{:<12} {:<14} {:>8} {:>12} {:>12} {:>7}\n",
-        "dtype", "layout", "segments", "bytes", "stored", "ratio"
-    );
+    let mut groups = Table::new(&[
+        ("dtype", Left),
+        ("layout", Left),
+        ("segments", Right),
+        ("bytes", Right),
+        ("stored", Right),
+        ("ratio", Right),
+    ]);
     for group in &report.groups {
-        out += &format!(
-            "{:<12} {:<14} {:>8} {:>12} {:>12} {:>6.2}%\n",
-            group.dtype,
-            group.layout,
-            group.segments,
-            group.bytes,
-            group.stored_bytes,
-            group.ratio * 100.0
-        );
+        groups.row([
+            group.dtype.clone(),
+            group.layout.clone(),
+            group.segments.to_string(),
+            group.bytes.to_string(),
+            group.stored_bytes.to_string(),
+            format!("{:.2}%", group.ratio * 100.0),
+        ]);
     }
+    out += "\n";
+    out += &groups.render("");
+    // The tensors' columns line up across sections.
+    let mut tensors = Table::untitled(&[Left, Left, Right, Right, Right, Left, Left]);
     // One section per dtype and layout, largest first; tensors by size within it.
+    let mut sections = Vec::new();
     for group in &report.groups {
-        out += &format!(
-            "\n{} {}: {} segments, {} => {} ({:.2}%)\n",
+        let heading = format!(
+            "\n{} {}: {} segment{}, {} => {} ({:.2}%)\n",
             group.dtype,
             group.layout,
             group.segments,
+            if group.segments == 1 { "" } else { "s" },
             human_bytes(group.bytes),
             human_bytes(group.stored_bytes),
             group.ratio * 100.0
@@ -298,6 +308,7 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
             .filter(|segment| segment.group_key() == (group.dtype.clone(), group.layout.clone()))
             .collect();
         members.sort_by_key(|segment| std::cmp::Reverse(segment.bytes));
+        let first = tensors.rows.len();
         for segment in members {
             let name = segment.name.map_or_else(
                 || format!("({:?} at {})", segment.kind, segment.offset).to_lowercase(),
@@ -306,17 +317,21 @@ pub fn print_inspection(path: &Path, inspection: &Inspection, json: bool) {
             let shape = segment
                 .shape
                 .map_or_else(String::new, |shape| format!("{shape:?}"));
-            out += &format!(
-                "  {:<48} {:<16} {:>10} {:>10} {:>6.2}%  {:<24} {}\n",
+            tensors.row([
                 name,
                 shape,
-                segment.bytes,
-                segment.stored_bytes,
-                segment.ratio * 100.0,
-                segment.coding(),
-                segment.route.unwrap_or("-"),
-            );
+                segment.bytes.to_string(),
+                segment.stored_bytes.to_string(),
+                format!("{:.2}%", segment.ratio * 100.0),
+                segment.coding().to_owned(),
+                segment.route.unwrap_or("-").to_owned(),
+            ]);
         }
+        sections.push((heading, first..tensors.rows.len()));
+    }
+    for (heading, rows) in sections {
+        out += &heading;
+        out += &tensors.render_rows("  ", rows);
     }
     write_stdout(&out);
 }
@@ -414,6 +429,7 @@ pub fn print_analysis(
     plots: &[std::path::PathBuf],
     json: bool,
 ) {
+    use Align::{Left, Right};
     let report = AnalysisJson {
         file: path.display().to_string(),
         format: analysis.format,
@@ -475,33 +491,133 @@ pub fn print_analysis(
         human_bytes(report.stored_bytes),
         report.ratio * 100.0
     );
-    out += &format!(
-        "{:<12} {:<14} {:>7} {:>12} {:>8} {:>13}\n",
-        "dtype", "layout", "tensors", "bytes", "tenzip", "order-0 limit"
-    );
+    let mut dtypes = Table::new(&[
+        ("dtype", Left),
+        ("layout", Left),
+        ("tensors", Right),
+        ("bytes", Right),
+        ("tenzip", Right),
+        ("order-0 limit", Right),
+    ]);
     for d in &report.dtypes {
-        out += &format!(
-            "{:<12} {:<14} {:>7} {:>12} {:>7.2}% {:>12.2}%\n",
-            d.dtype,
-            d.layout,
-            d.tensors,
-            d.bytes,
-            d.ratio * 100.0,
-            d.limit_ratio * 100.0
-        );
+        dtypes.row([
+            d.dtype.to_owned(),
+            d.layout.to_owned(),
+            d.tensors.to_string(),
+            d.bytes.to_string(),
+            format!("{:.2}%", d.ratio * 100.0),
+            format!("{:.2}%", d.limit_ratio * 100.0),
+        ]);
     }
-    out += &format!(
-        "\n{:<12} {:<14} {:<8} {:<28} {:>12} {:>12} {:>13}\n",
-        "dtype", "layout", "split", "stream", "symbols", "bits/symbol", "limit bytes"
-    );
+    out += &dtypes.render("");
+    let mut fields = Table::new(&[
+        ("dtype", Left),
+        ("layout", Left),
+        ("split", Left),
+        ("stream", Left),
+        ("symbols", Right),
+        ("bits/symbol", Right),
+        ("limit bytes", Right),
+    ]);
     for f in &report.fields {
-        out += &format!(
-            "{:<12} {:<14} {:<8} {:<28} {:>12} {:>12.3} {:>13.0}\n",
-            f.dtype, f.layout, f.split, f.stream, f.symbols, f.entropy_bits, f.limit_bytes
-        );
+        fields.row([
+            f.dtype.to_owned(),
+            f.layout.to_owned(),
+            f.split.to_owned(),
+            f.stream.to_owned(),
+            f.symbols.to_string(),
+            format!("{:.3}", f.entropy_bits),
+            format!("{:.0}", f.limit_bytes),
+        ]);
     }
+    out += "\n";
+    out += &fields.render("");
     for plot in &report.plots {
         out += &format!("wrote {plot}\n");
     }
     write_stdout(&out);
+}
+
+/// A text table whose columns are as wide as their widest cell, so that long layout, stream and tensor
+/// names do not push the columns after them out of line.
+struct Table {
+    /// Each column's title (empty in an untitled table) and alignment.
+    columns: Vec<(&'static str, Align)>,
+    rows: Vec<Vec<String>>,
+}
+
+#[derive(Clone, Copy)]
+enum Align {
+    /// Names.
+    Left,
+    /// Numbers.
+    Right,
+}
+
+impl Table {
+    fn new(columns: &[(&'static str, Align)]) -> Table {
+        Table {
+            columns: columns.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    fn untitled(alignments: &[Align]) -> Table {
+        Table::new(
+            &alignments
+                .iter()
+                .map(|&align| ("", align))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn row<const N: usize>(&mut self, cells: [String; N]) {
+        debug_assert_eq!(N, self.columns.len());
+        self.rows.push(cells.into());
+    }
+
+    /// The titles (unless untitled) and every row, each line starting with `indent`.
+    fn render(&self, indent: &str) -> String {
+        let titles: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(title, _)| title.to_string())
+            .collect();
+        let mut out = if titles.iter().all(String::is_empty) {
+            String::new()
+        } else {
+            self.line(indent, &titles)
+        };
+        out += &self.render_rows(indent, 0..self.rows.len());
+        out
+    }
+
+    /// The rows in `rows`, laid out with the widths of the whole table.
+    fn render_rows(&self, indent: &str, rows: std::ops::Range<usize>) -> String {
+        self.rows[rows]
+            .iter()
+            .map(|row| self.line(indent, row))
+            .collect()
+    }
+
+    fn line(&self, indent: &str, cells: &[String]) -> String {
+        let mut line = indent.to_owned();
+        for (index, (cell, &(_, align))) in cells.iter().zip(&self.columns).enumerate() {
+            let width = self.width(index);
+            match align {
+                Align::Left => line += &format!("{cell:<width$} "),
+                Align::Right => line += &format!("{cell:>width$} "),
+            }
+        }
+        line.truncate(line.trim_end().len());
+        line + "\n"
+    }
+
+    /// The widest cell of column `index`, its title included.
+    fn width(&self, index: usize) -> usize {
+        self.rows
+            .iter()
+            .map(|row| row[index].chars().count())
+            .fold(self.columns[index].0.chars().count(), usize::max)
+    }
 }
