@@ -25,7 +25,7 @@ pub struct Input {
 /// Expands `paths`: files are taken as given, folders are walked (into subfolders with `recursive`) for the
 /// files `wanted`. Symlinks to files are followed (the Hugging Face cache links `snapshots/` into `blobs/`);
 /// symlinks to folders are not walked into, so a link cycle cannot loop. Returns the files in a stable order
-/// and how many files in folders were left alone.
+/// and how many files in folders were left alone that `compress --all` would take.
 pub fn expand(
     paths: &[PathBuf],
     wanted: Wanted,
@@ -74,8 +74,11 @@ fn walk(
         }
         match classify(&path, wanted) {
             Some(generic) => inputs.push(Input { path, generic }),
-            // Outputs of an earlier run are not news; other files are worth a mention.
-            None if !is_container(&path) => *skipped += 1,
+            // Files that `--all` would take are worth a mention. Outputs of an earlier run are not news, nor
+            // are the originals and other files beside the `.tzp` files being restored.
+            None if matches!(wanted, Wanted::Originals { all: false }) && !is_container(&path) => {
+                *skipped += 1
+            }
             None => {}
         }
     }
@@ -156,7 +159,8 @@ mod tests {
                 ("sub/d.safetensors".into(), false)
             ]
         );
-        let (found, _) = expand(&folder, Wanted::Containers, false).unwrap();
+        let (found, skipped) = expand(&folder, Wanted::Containers, false).unwrap();
         assert_eq!(names(found), [("c.safetensors.tzp".into(), false)]);
+        assert_eq!(skipped, 0, "no --all to suggest when restoring");
     }
 }

@@ -121,8 +121,9 @@ fn run_each(
 fn expand_inputs(paths: &[PathBuf], wanted: Wanted, run: &RunArgs) -> anyhow::Result<Vec<Input>> {
     let (inputs, skipped) = inputs::expand(paths, wanted, run.recursive)?;
     if skipped > 0 && !run.quiet && !run.json {
+        let files = if skipped == 1 { "file" } else { "files" };
         eprintln!(
-            "tenzip: left {skipped} other files in the folders as they are (--all to include them)"
+            "tenzip: left {skipped} other {files} in the folders as they are (--all to include them)"
         );
     }
     if inputs.is_empty() {
