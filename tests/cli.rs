@@ -382,7 +382,8 @@ fn each_error_is_told_once() {
     std::fs::write(dir.path().join("cut.tzp"), &packed[..packed.len() / 2]).unwrap();
     std::fs::write(dir.path().join("notes.txt"), b"not a model").unwrap();
     // Each message names its file and says what is wrong, with the cause's own words, exactly once: errors
-    // that also reported their causes as sources were printed two or three times over by the chain.
+    // that also reported their causes as sources were printed two or three times over by the chain. An
+    // output folder that does not exist is named, not the temporary file that could not be made in it.
     for (args, what) in [
         (vec!["compress", name.as_str()], "already exists"),
         (vec!["decompress", "cut.tzp"], "footer is missing"),
@@ -391,6 +392,10 @@ fn each_error_is_told_once() {
             "neither a safetensors nor a GGUF file",
         ),
         (vec!["decompress", "missing.tzp"], "(os error 2)"),
+        (
+            vec!["compress", "-o", "nowhere/out.tzp", name.as_str()],
+            "cannot create a file in nowhere: ",
+        ),
     ] {
         let out = tenzip(dir.path(), &args);
         let message = stderr(&out);

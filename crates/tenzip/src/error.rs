@@ -52,6 +52,9 @@ pub enum ErrorKind {
         "neither a safetensors nor a GGUF file (pass --generic to store any file as opaque bytes)"
     )]
     UnknownFormat,
+    /// The input is a `.tzp` file already.
+    #[error("already a .tzp file (decompress it, or pass --generic to store it as opaque bytes)")]
+    AlreadyTzp,
     /// The `.tzp` file's framing or manifest is invalid.
     #[error("{0}")]
     Container(tenzip_container::Error),

@@ -162,7 +162,14 @@ fn write_atomically(
         .prefix(&format!(".{name}."))
         .suffix(".partial")
         .tempfile_in(dir)
-        .map_err(output_error)?;
+        .map_err(|err| {
+            // tempfile's message ends with the random temporary path (" at path ..."), which the user never
+            // asked for; its error type, which holds the OS error apart, is private.
+            let message = err.to_string();
+            let cause = message.split(" at path ").next().unwrap_or(&message);
+            let message = format!("cannot create a file in {}: {cause}", dir.display());
+            output_error(io::Error::new(err.kind(), message))
+        })?;
     let _registered = PartialOutput::register(temp.path());
     // Temporary files are created private (0600); the output takes the input's permissions, as zstd's do.
     if let Ok(metadata) = std::fs::metadata(input) {

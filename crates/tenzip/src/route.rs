@@ -85,6 +85,9 @@ impl Plan {
         if tenzip_gguf::is_gguf(file) {
             return Plan::gguf(file);
         }
+        if file.starts_with(&tenzip_container::MAGIC) {
+            return Err(ErrorKind::AlreadyTzp);
+        }
         if !looks_like_safetensors(file) {
             return Err(ErrorKind::UnknownFormat);
         }
@@ -565,6 +568,12 @@ mod tests {
         assert!(matches!(
             Plan::new(b"GGUF....", false),
             Err(ErrorKind::Gguf(_))
+        ));
+        let mut container = tenzip_container::MAGIC.to_vec();
+        container.extend_from_slice(&[0; 64]);
+        assert!(matches!(
+            Plan::new(&container, false),
+            Err(ErrorKind::AlreadyTzp)
         ));
         let plan = Plan::new(b"GGUF....", true).unwrap();
         assert_eq!(plan.format, Format::Generic);
