@@ -115,6 +115,29 @@ fn json_summary_reports_sizes_and_ratio() {
 }
 
 #[test]
+fn json_summary_lists_failures() {
+    let (dir, name) = scratch_with(FIXTURE);
+    std::fs::write(dir.path().join("notes.txt"), b"not a model").unwrap();
+    let out = tenzip(dir.path(), &["compress", "--json", &name, "notes.txt"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(summary["ok"], false);
+    assert_eq!(summary["files"].as_array().unwrap().len(), 1);
+    let failures = summary["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0]["input"], "notes.txt");
+    assert!(failures[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("neither a safetensors nor a GGUF file"));
+    // Nothing compressed prints plain zero seconds (an empty float sum is -0.0).
+    let out = tenzip(dir.path(), &["compress", "--json", "notes.txt"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"seconds\": 0.0"), "{text}");
+}
+
+#[test]
 fn inspect_lists_every_tensor() {
     let (dir, name) = scratch_with(FIXTURE);
     assert!(tenzip(dir.path(), &["compress", "-q", &name])

@@ -124,7 +124,8 @@ impl Reporter {
                 input_bytes,
                 output_bytes,
                 ratio: ratio(compressed, original),
-                seconds: self.successes.iter().map(|r| r.seconds).sum(),
+                // Not `sum()`, whose empty float sum is -0.0, printed as such.
+                seconds: self.successes.iter().fold(0.0, |sum, r| sum + r.seconds),
                 files: &self.successes,
                 failures: &self.failures,
             };
