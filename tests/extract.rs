@@ -107,6 +107,8 @@ fn extract_writes_raw_tensors_and_safetensors_subsets() {
             &packed,
             wanted[0],
             wanted[1],
+            // Named twice, written once: a safetensors file's names are unique.
+            wanted[0],
             "--safetensors",
             "part.safetensors",
         ],
@@ -118,6 +120,7 @@ fn extract_writes_raw_tensors_and_safetensors_subsets() {
     );
     let part = std::fs::read(dir.path().join("part.safetensors")).unwrap();
     let part_header = Header::parse(&part).unwrap();
+    assert_eq!(part_header.tensors.len(), wanted.len());
     for (index, wanted) in wanted.iter().enumerate() {
         let tensor = header.tensors.iter().find(|t| t.name == *wanted).unwrap();
         let expected = &original[tensor.range.start as usize..tensor.range.end as usize];

@@ -88,8 +88,8 @@ impl Archive {
         Ok(bytes.len() as u64)
     }
 
-    /// Writes a new safetensors file at `path` holding just the tensors `names`, in that order; returns its
-    /// size.
+    /// Writes a new safetensors file at `path` holding just the tensors `names`, in that order (a name given
+    /// twice is written once, where it first appears: safetensors names are unique); returns its size.
     pub fn write_safetensors(
         &self,
         names: &[&str],
@@ -97,7 +97,8 @@ impl Archive {
         overwrite: bool,
     ) -> Result<u64, Error> {
         let mut tensors = Vec::with_capacity(names.len());
-        for &name in names {
+        let mut seen = std::collections::HashSet::new();
+        for &name in names.iter().filter(|&&name| seen.insert(name)) {
             let bytes = self.read_tensor(name)?;
             let segment = self.tensor(name).expect("read_tensor found it");
             let dtype = segment
