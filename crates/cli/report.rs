@@ -510,7 +510,12 @@ pub fn print_analysis(
             format!("{:.2}%", d.limit_ratio * 100.0),
         ]);
     }
-    out += &dtypes.render("");
+    if dtypes.rows.is_empty() {
+        // A file without tensors, or stored whole as bytes (a big-endian GGUF file), has no rows.
+        out += "no tensors to show (the file has none, or is stored whole as bytes)\n";
+    } else {
+        out += &dtypes.render("");
+    }
     let mut fields = Table::new(&[
         ("dtype", Left),
         ("layout", Left),
@@ -531,8 +536,10 @@ pub fn print_analysis(
             format!("{:.0}", f.limit_bytes),
         ]);
     }
-    out += "\n";
-    out += &fields.render("");
+    if !fields.rows.is_empty() {
+        out += "\n";
+        out += &fields.render("");
+    }
     for plot in &report.plots {
         out += &format!("wrote {plot}\n");
     }
