@@ -58,8 +58,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Files at least this long are coded one at a time with every thread; shorter ones run side by side with one
-/// thread each, so that a model folder of shards and small files keeps every core busy.
+/// Files at least this long (original bytes) are coded one at a time with every thread; shorter ones run side
+/// by side with one thread each, so that a model folder of shards and small files keeps every core busy. A
+/// shorter file alone takes every thread too: it had one (whisper's 75 MB file restored at one thread's speed
+/// whatever `-T` said). Two files that share out the threads would share one engine pool instead, which is
+/// kept per thread count.
 const SHARED_FILE_LEN: u64 = 64 << 20;
 
 /// Runs `operation` on each input (given the threads it may use) and reports each, in input order; a
@@ -80,10 +83,9 @@ fn run_each(
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let (large, small): (Vec<usize>, Vec<usize>) = (0..inputs.len()).partition(|&index| {
-        threads == 1
-            || std::fs::metadata(&inputs[index].path).map_or(true, |m| m.len() >= SHARED_FILE_LEN)
-    });
+    let (large, small): (Vec<usize>, Vec<usize>) =
+        (0..inputs.len()).partition(|&index| threads == 1 || sizes[index] >= SHARED_FILE_LEN);
+    let threads_each = if small.len() == 1 { threads } else { 1 };
     let mut results: Vec<Option<anyhow::Result<FileReport>>> =
         inputs.iter().map(|_| None).collect();
     for index in large {
@@ -92,7 +94,7 @@ fn run_each(
     let side_by_side = || -> Vec<(usize, anyhow::Result<FileReport>)> {
         small
             .par_iter()
-            .map(|&index| (index, operation(&inputs[index], 1, &bars)))
+            .map(|&index| (index, operation(&inputs[index], threads_each, &bars)))
             .collect()
     };
     let small_results = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
