@@ -74,7 +74,7 @@ pub fn encode_chunk(
     );
     payload.clear();
     if let Some(repeated) = RepeatedRows::find(layout, values) {
-        payload.push(layout.split_count() as u8);
+        payload.push(layout.repeated_rows_marker() as u8);
         let distinct_rows = repeated.distinct.len() / layout.value_size();
         payload.extend_from_slice(&(distinct_rows as u32).to_le_bytes());
         entropy::encode_block_lz(&repeated.references, preference, payload);
@@ -147,7 +147,7 @@ fn repeated_rows(layout: Layout, payload: &[u8]) -> Option<&[u8]> {
     match payload.split_first() {
         Some((&marker, rest))
             if matches!(layout, Layout::Channels { .. })
-                && usize::from(marker) == layout.split_count() =>
+                && usize::from(marker) == layout.repeated_rows_marker() =>
         {
             Some(rest)
         }
@@ -181,7 +181,10 @@ pub fn channels_pay(layout: Layout, sample: &[u8]) -> bool {
         return true;
     }
     let choice = choose_split(layout, sample, Preference::Size, &mut Scratch::default());
-    matches!(layout.split(choice.index), Some(Split::Channels { .. }))
+    matches!(
+        layout.split(choice.index),
+        Some(Split::Channels { .. } | Split::Offsets16 { .. })
+    )
 }
 
 /// The split chosen for a chunk, and its streams' histograms where choosing it counted every value.
@@ -206,7 +209,7 @@ fn choose_split(
 ) -> SplitChoice {
     let splits = || {
         (0..layout.split_count())
-            .map(|index| (index, layout.split(index).expect("index below split_count")))
+            .filter_map(|index| Some((index, layout.split(index)?)))
             .filter(|(_, split)| match preference {
                 Preference::Size => !split.is_for_speed(),
                 Preference::Speed => !split.is_for_size(),
@@ -398,7 +401,7 @@ fn decode_split(
     out: &mut [u8],
     scratch: &mut Scratch,
 ) -> Result<(), Error> {
-    let (split, mut rest) = read_split(layout, payload)?;
+    let (split, rest) = read_split(layout, payload)?;
     if split.is_identity() {
         // The one stream is the values: decoded straight into `out`, with no copy.
         let (block, used) = Block::parse(rest)?;
@@ -408,6 +411,27 @@ fn decode_split(
             trailing => Err(Error::TrailingBytes(trailing)),
         };
     }
+    if let Split::Offsets16 { channels, .. } = split {
+        // The offsets, then the chunk as the flat split codes it (in one pass where it can), less them.
+        let (block, used) = Block::parse(rest)?;
+        let mut offsets = [0; crate::channels::MAX_CHANNELS as usize];
+        let offsets = &mut offsets[..split.stream_len(0, out.len())];
+        block.decode_into(offsets)?;
+        decode_fields(Split::Fields16, &rest[used..], out, scratch)?;
+        crate::channels::add_offsets(offsets, out);
+        debug_assert!(out.is_empty() || offsets.len() == channels as usize);
+        return Ok(());
+    }
+    decode_fields(split, rest, out, scratch)
+}
+
+/// Decodes the blocks of a split's streams (after its split byte) and merges them into `out`.
+fn decode_fields(
+    split: Split,
+    mut rest: &[u8],
+    out: &mut [u8],
+    scratch: &mut Scratch,
+) -> Result<(), Error> {
     if decode_in_one_pass(split, rest, out)? {
         return Ok(());
     }
@@ -737,47 +761,93 @@ mod tests {
         }
     }
 
+    /// 4096 rows of 16 BF16 channels whose exponents vary in a range of `spread(channel)` from a lowest
+    /// of `lowest + 2 * channel`, mantissas pseudo-random.
+    fn channel_rows(lowest: u32, spread: impl Fn(u32) -> u32) -> Vec<u8> {
+        (0..4096u32 * 16)
+            .flat_map(|i| {
+                let (row, channel) = (i / 16, i % 16);
+                let exponent = lowest + channel * 2 + row.wrapping_mul(40503) % spread(channel);
+                ((exponent << 7 | row.wrapping_mul(2654435761) >> 25) as u16).to_le_bytes()
+            })
+            .collect()
+    }
+
     #[test]
-    fn channels_with_their_own_exponents_take_per_channel_tables() {
-        // 4096 rows of 16 BF16 channels; each channel has its own exponent, mantissas vary.
-        let rows = |lowest: u32| -> Vec<u8> {
-            (0..4096u32 * 16)
-                .flat_map(|i| {
-                    let (row, channel) = (i / 16, i % 16);
-                    let exponent = lowest + channel * 2 + (row % 2);
-                    ((exponent << 7 | row.wrapping_mul(2654435761) >> 25) as u16).to_le_bytes()
-                })
-                .collect()
-        };
+    fn channels_at_their_own_scale_take_offsets() {
+        // Each channel's exponents are two values of its own: less their channel's offset, every channel's
+        // are the same two, which the flat code, in pairs, codes as small as tables per channel would.
         let layout = Layout::Bf16.channels(16).unwrap();
-        // Exponents 90 to 121: sign and exponent as one symbol per channel.
-        let values = rows(90);
-        let choice = choose_split(layout, &values, Preference::Size, &mut Scratch::default()).index;
-        assert_eq!(
-            layout.split(choice),
-            Some(Split::Channels {
-                float: ChannelFloat::Bf16Joint,
-                channels: 16
-            })
-        );
+        let values = channel_rows(90, |_| 2);
+        let offsets = Some(Split::Offsets16 {
+            channels: 16,
+            exponent_shift: 0,
+        });
+        for preference in [Preference::Size, Preference::Speed] {
+            let choice = choose_split(layout, &values, preference, &mut Scratch::default()).index;
+            assert_eq!(layout.split(choice), offsets, "{preference:?}");
+        }
         let flat = round_trip(Layout::Bf16, &values).len();
-        let per_channel = round_trip(layout, &values).len();
-        assert!(per_channel * 100 < flat * 95, "{per_channel} vs {flat}");
-        // Where speed is preferred, the chunk takes the flat split, which decodes faster.
-        let choice =
-            choose_split(layout, &values, Preference::Speed, &mut Scratch::default()).index;
-        assert_eq!(layout.split(choice), Some(Split::Fields16));
-        // Exponents up to 131 do not fit one byte with the sign: the fields go apart.
-        let values = rows(100);
-        let choice = choose_split(layout, &values, Preference::Size, &mut Scratch::default()).index;
+        let payload = round_trip(layout, &values);
+        assert!(
+            payload.len() * 100 < flat * 95,
+            "{} vs {flat}",
+            payload.len()
+        );
+        assert_damage_is_noticed(layout, &payload, &values);
+        // F16 (exponent 5 bits up in the high byte), with the top mantissa bits alongside.
+        let f16 = Layout::F16.channels(16).unwrap();
+        let values: Vec<u8> = (0..4096u32 * 16)
+            .flat_map(|i| {
+                let (row, channel) = (i / 16, i % 16);
+                let exponent = 4 + channel + row % 2;
+                ((exponent << 10 | row.wrapping_mul(2654435761) >> 22) as u16).to_le_bytes()
+            })
+            .collect();
+        let choice = choose_split(f16, &values, Preference::Speed, &mut Scratch::default()).index;
         assert_eq!(
-            layout.split(choice),
-            Some(Split::Channels {
-                float: ChannelFloat::Bf16,
-                channels: 16
+            f16.split(choice),
+            Some(Split::Offsets16 {
+                channels: 16,
+                exponent_shift: 3
             })
         );
-        round_trip(layout, &values);
+        round_trip(f16, &values);
+    }
+
+    #[test]
+    fn channels_of_their_own_spread_take_per_channel_tables() {
+        // Channels whose exponents spread over 1 to 16 values: no offset lines them up, tables per channel
+        // code each at its own entropy.
+        let layout = Layout::Bf16.channels(16).unwrap();
+        // Exponents 80 to 125 fit one byte with the sign, 106 to 151 do not.
+        for (lowest, float) in [(80, ChannelFloat::Bf16Joint), (106, ChannelFloat::Bf16)] {
+            let values = channel_rows(lowest, |channel| 1 << (channel % 5));
+            let choice =
+                choose_split(layout, &values, Preference::Size, &mut Scratch::default()).index;
+            assert_eq!(
+                layout.split(choice),
+                Some(Split::Channels {
+                    float,
+                    channels: 16
+                }),
+                "from {lowest}"
+            );
+            let flat = round_trip(Layout::Bf16, &values).len();
+            let per_channel = round_trip(layout, &values).len();
+            assert!(per_channel * 100 < flat * 95, "{per_channel} vs {flat}");
+            // Where speed is preferred, a flat split, which decodes faster.
+            let choice =
+                choose_split(layout, &values, Preference::Speed, &mut Scratch::default()).index;
+            assert!(
+                matches!(
+                    layout.split(choice),
+                    Some(Split::Fields16 | Split::Offsets16 { .. })
+                ),
+                "{:?}",
+                layout.split(choice)
+            );
+        }
     }
 
     #[test]

@@ -113,7 +113,10 @@ pub fn analyze(file: &[u8], options: &CompressOptions) -> Result<Analysis, Error
         let layout = planned.layout;
         let mut tensor_limit = f64::INFINITY;
         for split_index in 0..layout.split_count() {
-            let split = layout.split(split_index).expect("index below split_count");
+            // Per-channel layouts skip the repeated-rows marker's number.
+            let Some(split) = layout.split(split_index) else {
+                continue;
+            };
             let histograms = stream_histograms(layout, split_index, bytes, options.chunk_size);
             let mut split_limit = 0.0;
             for (stream, histogram) in histograms.iter().enumerate() {
