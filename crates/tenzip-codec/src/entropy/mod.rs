@@ -142,7 +142,8 @@ pub enum Preference {
     /// does: it decodes BF16 exponents as fast as Huffman does (2 GB/s with AVX-512), where the preference
     /// had made MiniLM's BF16 file 0.2 points larger and 4% slower to restore. Chunks also take the splits
     /// that decode faster at some cost in size (FP8 pairs) and leave those that decode slower for their size
-    /// (per-channel tables, whose clusters decode one symbol a value and are transposed back into rows).
+    /// (per-channel tables, whose clusters decode one symbol a value and are transposed back into rows;
+    /// channels at their own scale still get the exponent offsets of [`crate::Split::Offsets16`]).
     Speed,
 }
 
