@@ -85,11 +85,12 @@ pub enum Split {
         channels: u32,
     },
     /// Rows of 16-bit float elements as [`Split::Fields16`] cuts them, each element's exponent less an
-    /// offset of its channel: the offsets (one byte a channel, [`channels::exponent_offsets`]) | bits 14..7
-    /// less the offset | sign with bits 6..0. Channels whose values sit at their own scale (a token
-    /// embedding's) then share one exponent distribution, which a flat code, in pairs, codes in fewer
-    /// bits: on whisper's token embedding 2.47 bits an exponent against 2.78, two thirds of what tables per
-    /// channel save, restored at nearly the flat split's speed where those restore at less than half.
+    /// offset of its channel: the offsets (one byte a channel: its mean exponent less the median of the
+    /// channels' means) | bits 14..7 less the offset | sign with bits 6..0. Channels whose values sit at
+    /// their own scale (a token embedding's) then share one exponent distribution, which a flat code, in
+    /// pairs, codes in fewer bits: on whisper's token embedding 2.47 bits an exponent against 2.78, two
+    /// thirds of what tables per channel save, restored at nearly the flat split's speed where those restore
+    /// at less than half.
     Offsets16 {
         /// Elements per row.
         channels: u32,
