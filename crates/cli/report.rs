@@ -594,7 +594,7 @@ impl Table {
         let mut out = if titles.iter().all(String::is_empty) {
             String::new()
         } else {
-            self.line(indent, &titles)
+            self.line(indent, &titles, &self.widths())
         };
         out += &self.render_rows(indent, 0..self.rows.len());
         out
@@ -602,16 +602,16 @@ impl Table {
 
     /// The rows in `rows`, laid out with the widths of the whole table.
     fn render_rows(&self, indent: &str, rows: std::ops::Range<usize>) -> String {
+        let widths = self.widths();
         self.rows[rows]
             .iter()
-            .map(|row| self.line(indent, row))
+            .map(|row| self.line(indent, row, &widths))
             .collect()
     }
 
-    fn line(&self, indent: &str, cells: &[String]) -> String {
+    fn line(&self, indent: &str, cells: &[String], widths: &[usize]) -> String {
         let mut line = indent.to_owned();
-        for (index, (cell, &(_, align))) in cells.iter().zip(&self.columns).enumerate() {
-            let width = self.width(index);
+        for ((cell, &(_, align)), &width) in cells.iter().zip(&self.columns).zip(widths) {
             match align {
                 Align::Left => line += &format!("{cell:<width$} "),
                 Align::Right => line += &format!("{cell:>width$} "),
@@ -621,11 +621,15 @@ impl Table {
         line + "\n"
     }
 
-    /// The widest cell of column `index`, its title included.
-    fn width(&self, index: usize) -> usize {
-        self.rows
-            .iter()
-            .map(|row| row[index].chars().count())
-            .fold(self.columns[index].0.chars().count(), usize::max)
+    /// The widest cell of each column, its title included.
+    fn widths(&self) -> Vec<usize> {
+        (0..self.columns.len())
+            .map(|index| {
+                self.rows
+                    .iter()
+                    .map(|row| row[index].chars().count())
+                    .fold(self.columns[index].0.chars().count(), usize::max)
+            })
+            .collect()
     }
 }
