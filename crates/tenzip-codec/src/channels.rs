@@ -322,9 +322,10 @@ fn byte_planes(pairs: &[u8; 32]) -> ([u8; 16], [u8; 16]) {
 /// Sets `offsets` (one byte a channel) for the bits 14..7 of 16-bit elements, `high` (whole rows of
 /// `offsets.len()` channels, as [`crate::Split::Fields16`] gives them): each channel's mean exponent (the
 /// field from bit `exponent_shift` up) less the median of those means, shifted back into place. Subtracted,
-/// they bring every channel's exponents about the same centre; channels near the median get none. Means,
-/// where medians per channel code 1% smaller on whisper's token embedding, are one vectorised pass of sums
-/// rather than a histogram per channel, over at most [`OFFSET_SAMPLE_ROWS`] rows.
+/// they bring every channel's exponents about the same centre; channels near the median get none. Means
+/// are one vectorised pass of sums over at most [`OFFSET_SAMPLE_ROWS`] rows: each channel's median of the
+/// same rows (a selection per channel) coded whisper's token embedding 0.3% smaller and compressed it 23%
+/// slower.
 pub(crate) fn exponent_offsets(high: &[u8], exponent_shift: u32, offsets: &mut [u8]) {
     let channels = offsets.len();
     let rows = high.len() / channels;
