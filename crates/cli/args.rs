@@ -120,7 +120,7 @@ pub struct CompressArgs {
     #[arg(long, default_value = "1M", value_parser = parse_size, value_name = "BYTES")]
     pub chunk_size: usize,
     /// Favour restore speed: no per-channel tables (they decode one symbol a value and transpose it back;
-    /// channels at their own scale get an exponent offset each instead: whisper's BF16 file restores 1.8x
+    /// channels at their own scale get an exponent offset each instead: whisper's BF16 file restores 1.7x
     /// as fast, 1.5 points larger), FP8 E4M3 codes two by two (one symbol to decode per two bytes), and
     /// Huffman wherever ANS saves under 2% of a stream of medium length (long streams, whose 64-lane rANS
     /// decodes as fast as Huffman, are coded as by default). Files grow a few hundredths of a point, FP8
