@@ -591,13 +591,15 @@ impl Table {
             .iter()
             .map(|(title, _)| title.to_string())
             .collect();
-        let mut out = if titles.iter().all(String::is_empty) {
-            String::new()
+        let widths = self.widths();
+        let rows = self.rows.iter().map(|row| self.line(indent, row, &widths));
+        if titles.iter().all(String::is_empty) {
+            rows.collect()
         } else {
-            self.line(indent, &titles, &self.widths())
-        };
-        out += &self.render_rows(indent, 0..self.rows.len());
-        out
+            std::iter::once(self.line(indent, &titles, &widths))
+                .chain(rows)
+                .collect()
+        }
     }
 
     /// The rows in `rows`, laid out with the widths of the whole table.
